@@ -1,0 +1,321 @@
+"""Evaluation: observations -> verdicts -> alert state changes -> one outbox message per practice.
+
+Alert rows, their events and the notification they cause are written in one transaction, so a crash can never
+leave an alert that changed state without its message, or a message for a change that did not happen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, decide, is_silenced
+from alerts.routes import MessageFacts, select_tags
+from alerts.rules import (
+    SEVERITY_ORDER,
+    Point,
+    Thresholds,
+    Verdict,
+    baseline_of,
+    in_learning_period,
+    is_stale,
+    judge_baseline,
+    judge_glide,
+    judge_threshold,
+    judge_trend,
+    thresholds_for,
+)
+from config import Config, Practice, Vendor
+from feeds.freshness import FeedDue, next_due
+from pulse.schedule import overdue_verdict
+from pulse.staff import STAFF_VENDOR_ID, baseline_min_periods, staff_vendor
+from storage.models import Alert, AlertEvent, Notification, Observation, PulseSurvey, Silence
+
+RULE = "threshold"
+FRESHNESS_RULE = "freshness"
+FEED_KPI = "feed"
+PULSE_OVERDUE_RULE, PULSE_KPI = "pulse_overdue", "pulse"  # the staff check-in schedule (pulse/schedule.py)
+AlertKey = tuple[str, str, str, str]  # (rule, vendor, kpi, segment)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One alert that changed in this evaluation; also the payload the message templates read."""
+
+    alert_id: int
+    event: str
+    severity: str
+    previous_severity: str | None
+    practice: str
+    vendor: str
+    vendor_name: str
+    kpi: str
+    kpi_label: str
+    unit: str
+    better: str
+    segment: str
+    value: float
+    threshold: float | None
+    period: str
+    learning: bool
+    rule: str = RULE
+    due_on: str | None = None
+    baseline: float | None = None
+    expected: float | None = None
+    muted: bool = False
+    previous_learning: bool = False
+
+
+@dataclass
+class EvaluationResult:
+    practice: str
+    changes: list[Change]
+    notification_id: int | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"practice": self.practice, "notification_id": self.notification_id,
+                "changes": [asdict(change) for change in self.changes]}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every rule of one practice's evaluation shares."""
+
+    config: Config
+    practice: Practice
+    as_of: dt.date
+    now: dt.datetime
+    silences: list[SilenceWindow]
+
+    @property
+    def repeat_interval(self) -> dt.timedelta:
+        return dt.timedelta(days=self.config.catalog.defaults.repeat_interval_days)
+
+
+def evaluate_practice(session: Session, config: Config, practice: Practice, as_of: dt.date,
+                      now: dt.datetime) -> EvaluationResult:
+    series = load_series(session, practice.id)
+    alerts = {(a.rule, a.vendor_id, a.kpi, a.segment): a
+              for a in session.scalars(select(Alert).where(Alert.practice_id == practice.id))}
+    context = Context(config, practice, as_of, now, active_silences(session, now))
+    changes: list[Change] = []
+    for (vendor_id, kpi_key, segment), points in sorted(series.items()):
+        changes += evaluate_kpi(session, context, vendor_id, kpi_key, segment, points, alerts)
+    changes += evaluate_freshness(session, context, series, alerts)
+    changes += evaluate_pulse_overdue(session, context, alerts)
+    notification_id = enqueue_message(session, config, practice, [c for c in changes if not c.muted], now)
+    return EvaluationResult(practice.id, changes, notification_id)
+
+
+def load_series(session: Session, practice_id: str) -> dict[tuple[str, str, str], list[Point]]:
+    query = (select(Observation.vendor_id, Observation.kpi, Observation.segment, Observation.period,
+                    Observation.period_start, Observation.period_end, Observation.value)
+             .where(Observation.practice_id == practice_id)
+             .order_by(Observation.period_start, Observation.period_end))
+    series: dict[tuple[str, str, str], list[Point]] = defaultdict(list)
+    for vendor_id, kpi, segment, period, start, end, value in session.execute(query):
+        series[(vendor_id, kpi, segment)].append(Point(period, start, end, value))
+    return series
+
+
+def active_silences(session: Session, now: dt.datetime) -> list[SilenceWindow]:
+    query = select(Silence).where(Silence.lifted_at.is_(None), Silence.ends_at > now,
+                                  or_(Silence.starts_at <= now, Silence.starts_at.is_(None)))
+    return [SilenceWindow(s.practice_id, s.vendor_id, s.kpi, s.starts_at, s.ends_at) for s in session.scalars(query)]
+
+
+def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: str, segment: str,
+                 points: list[Point], alerts: dict[AlertKey, Alert]) -> list[Change]:
+    """Every rule of one KPI series. Periods before go-live are the practice's own performance (the baseline),
+    never judged as the vendor's; stale data opens and closes nothing."""
+    practice, config = context.practice, context.config
+    vendor, kpi = practice.vendor(vendor_id) or staff_vendor(practice, vendor_id), config.kpi(kpi_key)
+    if vendor is None or kpi is None:
+        return []
+    vendor_points = [p for p in points if vendor.go_live <= p.period_start <= context.as_of]
+    if not vendor_points or is_stale(vendor_points[-1].period_end, vendor.cadence, context.as_of):
+        return []
+    defaults = config.catalog.defaults
+    thresholds = thresholds_for(kpi, practice, vendor, kpi_key, defaults)
+    baseline = baseline_of(points, vendor.go_live, defaults.baseline_months,
+                           baseline_min_periods(practice, vendor_id, defaults.baseline_min_periods))
+    learning_days = (practice.learning_period_days if practice.learning_period_days is not None
+                     else defaults.learning_period_days)
+    learning = in_learning_period(vendor_points[-1].period_start, vendor.go_live, learning_days)
+    firing = alerts.get((RULE, vendor_id, kpi_key, segment))
+    verdicts = judge_all(vendor_points, thresholds, baseline, vendor, learning,
+                         firing is not None and firing.state == "firing")
+    changes = []
+    for rule, verdict in verdicts.items():
+        change = apply_rule(session, context, rule, alerts.get((rule, vendor_id, kpi_key, segment)), verdict,
+                            vendor, kpi_key, segment, learning, baseline=baseline)
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+def judge_all(points: list[Point], thresholds: Thresholds, baseline: float | None, vendor: Vendor, learning: bool,
+              firing: bool) -> dict[str, Verdict]:
+    """The verdict of each rule kind that applies. In the learning period, only the threshold rule speaks."""
+    verdicts: dict[str, Verdict | None] = {}
+    if thresholds.warn is not None or thresholds.crit is not None:
+        verdicts[RULE] = judge_threshold(points, thresholds, firing)
+    if not learning:
+        verdicts["baseline"] = judge_baseline(points, baseline, thresholds)
+        verdicts["glide_path"] = judge_glide(points, baseline, thresholds, vendor.go_live)
+        verdicts["trend"] = judge_trend(points, thresholds)
+    return {rule: verdict for rule, verdict in verdicts.items() if verdict is not None}
+
+
+def apply_rule(session: Session, context: Context, rule: str, alert: Alert | None, verdict: Verdict, vendor: Vendor,
+               kpi_key: str, segment: str, learning: bool, due_on: str | None = None,
+               baseline: float | None = None) -> Change | None:
+    previous = state_of(alert)
+    previous_learning = alert.learning if alert is not None else False
+    event = decide(previous, verdict, context.now, context.repeat_interval)
+    if event is None:
+        return None
+    practice = context.practice
+    muted = event in NOTIFYING_EVENTS and is_silenced(practice.id, vendor.id, kpi_key, context.silences, context.now)
+    alert = apply_event(session, alert, event, verdict, practice.id, vendor.id, kpi_key, segment, learning,
+                        context.now, rule=rule, muted=muted)
+    if event not in NOTIFYING_EVENTS:
+        return None
+    kpi = context.config.kpi(kpi_key)
+    no_kpi_label = "check-in overdue" if rule == PULSE_OVERDUE_RULE else "Feed"
+    return Change(
+        alert_id=alert.id, event=event, severity=alert.severity,
+        previous_severity=previous.severity if previous else None, practice=practice.id, vendor=vendor.id,
+        vendor_name=vendor.name, kpi=kpi_key, kpi_label=kpi.label if kpi else no_kpi_label,
+        unit=kpi.unit if kpi else "days", better=kpi.better if kpi else "lower", segment=segment,
+        value=verdict.value, threshold=verdict.threshold if event != "resolved" else alert.threshold,
+        period=alert.period if event == "resolved" and rule == FRESHNESS_RULE else verdict.period,
+        learning=learning, rule=rule, due_on=due_on,
+        baseline=verdict.baseline if verdict.baseline is not None else baseline, expected=verdict.expected,
+        muted=muted, previous_learning=previous_learning,
+    )
+
+
+def state_of(alert: Alert | None) -> AlertState | None:
+    if alert is None:
+        return None
+    return AlertState(alert.state, alert.severity, alert.period, alert.last_notified_at,
+                      acknowledged=alert.acknowledged_at is not None)
+
+
+def apply_event(session: Session, alert: Alert | None, event: str, verdict: Verdict, practice_id: str,
+                vendor_id: str, kpi: str, segment: str, learning: bool, now: dt.datetime, rule: str = RULE,
+                muted: bool = False) -> Alert:
+    if alert is None:
+        alert = Alert(rule=rule, practice_id=practice_id, vendor_id=vendor_id, kpi=kpi, segment=segment,
+                      started_at=now)
+        session.add(alert)
+    if event in ("pending", "firing") and alert.state not in ("pending", "firing"):
+        alert.started_at, alert.resolved_at = now, None
+    if event in ("severity_changed", "resolved", "cleared", "firing"):
+        alert.acknowledged_at, alert.acknowledged_by = None, None  # an acknowledgement covers one severity
+    alert.state = {"resolved": "resolved", "cleared": "resolved", "pending": "pending"}.get(event, "firing")
+    if verdict.severity is not None:
+        alert.severity, alert.threshold = verdict.severity, verdict.threshold
+    alert.value, alert.period, alert.learning, alert.updated_at = verdict.value, verdict.period, learning, now
+    if alert.state == "resolved":
+        alert.resolved_at = now
+    if event in NOTIFYING_EVENTS and not muted:
+        alert.last_notified_at = now  # a muted change was not told, so it is due again once the silence ends
+    session.flush()
+    label = f"{event} (silenced)" if muted else event
+    session.add(AlertEvent(alert_id=alert.id, event=label, severity=alert.severity, value=verdict.value,
+                           period=verdict.period, at=now))
+    return alert
+
+
+def evaluate_freshness(session: Session, context: Context, series: dict[tuple[str, str, str], list[Point]],
+                       alerts: dict[AlertKey, Alert]) -> list[Change]:
+    """One 'feed late' alert per vendor: warning once a feed is past its grace days, critical when a second
+    period is overdue; resolved when the feed arrives."""
+    changes = []
+    for vendor in context.practice.vendors:
+        ends = [points[-1].period_end for (vendor_id, _, _), points in series.items() if vendor_id == vendor.id]
+        due = next_due(vendor, max(ends) if ends else None, context.as_of)
+        alert = alerts.get((FRESHNESS_RULE, vendor.id, FEED_KPI, "all"))
+        if alert is not None and alert.state == "firing" and due.late and alert.period != due.expected_period:
+            alert.state = "resolved"  # the earlier period arrived and a newer one is missing: a new lateness
+        change = apply_rule(session, context, FRESHNESS_RULE, alert, freshness_verdict(due), vendor, FEED_KPI,
+                            "all", False, due_on=due.due_on.isoformat())
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+def freshness_verdict(due: FeedDue) -> Verdict:
+    severity = None if not due.late else ("critical" if due.periods_overdue >= 2 else "warning")
+    return Verdict(severity, True, float(due.days_late), None, due.expected_period, due.due_on)
+
+
+def evaluate_pulse_overdue(session: Session, context: Context, alerts: dict[AlertKey, Alert]) -> list[Change]:
+    """One 'pulse overdue' alert per practice with a pulse cadence: its own rule, never a late feed."""
+    practice = context.practice
+    staff = staff_vendor(practice, STAFF_VENDOR_ID)
+    if staff is None:
+        return []
+    closings = list(session.scalars(select(PulseSurvey.closed_on).where(PulseSurvey.practice_id == practice.id)))
+    verdict = overdue_verdict(practice, closings, context.as_of)
+    alert = alerts.get((PULSE_OVERDUE_RULE, STAFF_VENDOR_ID, PULSE_KPI, "all"))
+    if alert is not None and alert.state == "firing" and verdict.severity and alert.period != verdict.period:
+        alert.state = "resolved"  # that check-in was met and a later one is missed: a new lateness
+    change = apply_rule(session, context, PULSE_OVERDUE_RULE, alert, verdict, staff, PULSE_KPI, "all", False,
+                        due_on=verdict.period)
+    return [change] if change is not None else []
+
+
+def pushed(change: Change) -> bool:
+    """Learning-period warnings go to the digest only, and so does the end of one; everything else may be
+    pushed if a route wants it."""
+    if change.event == "resolved":
+        return not (change.previous_learning and change.previous_severity == "warning")
+    return not (change.learning and change.severity == "warning")
+
+
+def routing_severity(change: Change) -> str:
+    # A resolved alert is routed by the severity it had, so the channel that heard it fire hears it end.
+    return change.previous_severity if change.event == "resolved" and change.previous_severity else change.severity
+
+
+def facts_for(practice: Practice, changes: list[Change], severity: str) -> MessageFacts:
+    return MessageFacts(kind="alert", severity=severity, practice=practice.id, region=practice.region,
+                        vendors=tuple(sorted({c.vendor for c in changes})))
+
+
+def enqueue_message(session: Session, config: Config, practice: Practice, changes: list[Change],
+                    now: dt.datetime) -> int | None:
+    # A change goes out only if some route takes it on its own: a warning nobody was told about must not ride
+    # along in a critical message, nor be announced as resolved.
+    to_push = [c for c in changes if pushed(c)
+               and select_tags(config.routes, facts_for(practice, [c], routing_severity(c)))]
+    if not to_push:
+        return None
+    severity = max((routing_severity(c) for c in to_push), key=lambda s: SEVERITY_ORDER.get(s, 0))
+    tags = select_tags(config.routes, facts_for(practice, to_push, severity))
+    notification = Notification(
+        kind="alert", practice_id=practice.id, severity=severity, tags=tags,
+        title=message_title(practice, to_push), created_at=now,
+        payload={"practice": practice.id, "practice_name": practice.name,
+                 "changes": [asdict(change) for change in to_push]},
+    )
+    session.add(notification)
+    session.flush()
+    return notification.id
+
+
+def message_title(practice: Practice, changes: list[Change]) -> str:
+    firing = [c for c in changes if c.event != "resolved"]
+    if not firing:
+        return f"{practice.name}: {len(changes)} vendor alert(s) resolved"
+    worst = max(firing, key=lambda c: SEVERITY_ORDER.get(c.severity, 0))
+    more = f" (+{len(changes) - 1} more)" if len(changes) > 1 else ""
+    what = "feed late" if worst.rule == FRESHNESS_RULE else worst.kpi_label
+    return f"{worst.severity.upper()} {practice.name}: {worst.vendor_name} {what}{more}"

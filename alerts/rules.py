@@ -1,0 +1,203 @@
+"""Rules as pure functions: a KPI series in, a verdict out. No database, no clock.
+
+Kinds (SPEC section 5): threshold (warn/crit, for_periods, recover), baseline (worse than the pre-go-live
+median by more than a tolerance), glide path (behind the expected first-year improvement), trend (worse in N
+consecutive periods). Freshness lives in feeds/freshness.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from statistics import median
+from typing import Any
+
+from config import Kpi, Practice, ThresholdOverride, Vendor
+from config.schema import CatalogDefaults, GlidePath, Tolerance
+
+SEVERITY_ORDER = {"warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every setting the rules need for one KPI of one vendor, after overrides."""
+
+    better: str
+    warn: float | None
+    crit: float | None
+    for_periods: int
+    recover: float | None = None
+    tolerance: Tolerance | None = None
+    glide: GlidePath | None = None
+    trend_periods: int = 0
+
+
+@dataclass(frozen=True)
+class Point:
+    period: str
+    period_start: dt.date
+    period_end: dt.date
+    value: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the latest data says. severity None: no breach. held: breach seen for `for_periods` periods."""
+
+    severity: str | None
+    held: bool
+    value: float
+    threshold: float | None
+    period: str
+    period_end: dt.date
+    baseline: float | None = None
+    expected: float | None = None
+
+
+def thresholds_for(kpi: Kpi, practice: Practice, vendor: Vendor, kpi_key: str,
+                   defaults: CatalogDefaults | None = None) -> Thresholds:
+    """Catalog default, then the practice's override, then the vendor's: the most specific wins."""
+    settings: dict[str, Any] = {
+        "warn": kpi.warn, "crit": kpi.crit, "for_periods": kpi.for_periods, "recover": kpi.recover,
+        "tolerance": kpi.baseline or (defaults.baseline if defaults and kpi.rule == "baseline" else None),
+        "glide": kpi.glide_path,
+        "trend_periods": kpi.trend_periods if kpi.trend_periods is not None else (
+            defaults.trend_periods if defaults else 0),
+    }
+    for override in (practice.overrides.get(kpi_key), vendor.overrides.get(kpi_key)):
+        if override is not None:
+            settings.update(override_settings(override))
+    return Thresholds(better=kpi.better, **settings)
+
+
+def override_settings(override: ThresholdOverride) -> dict[str, Any]:
+    given = {"warn": override.warn, "crit": override.crit, "for_periods": override.for_periods,
+             "recover": override.recover, "tolerance": override.baseline, "glide": override.glide_path,
+             "trend_periods": override.trend_periods}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def worse_than(value: float, bound: float | None, better: str) -> bool:
+    if bound is None:
+        return False
+    return value > bound if better == "lower" else value < bound
+
+
+def severity_of(value: float, thresholds: Thresholds) -> tuple[str | None, float | None]:
+    if worse_than(value, thresholds.crit, thresholds.better):
+        return "critical", thresholds.crit
+    if worse_than(value, thresholds.warn, thresholds.better):
+        return "warning", thresholds.warn
+    return None, None
+
+
+def judge_threshold(series: Sequence[Point], thresholds: Thresholds, firing: bool = False) -> Verdict | None:
+    """Judge the newest point of a series ordered oldest first; None for an empty series.
+
+    `firing`: the alert is firing now. With `recover` set it then stays firing (as a warning) until the value is
+    better than `recover`, so a KPI hovering at the line does not flap."""
+    if not series:
+        return None
+    latest = series[-1]
+    severity, bound = severity_of(latest.value, thresholds)
+    recovering = firing and thresholds.recover is not None
+    if severity is None and recovering and not worse_than(thresholds.recover, latest.value, thresholds.better):  # type: ignore[arg-type]
+        severity, bound = "warning", thresholds.recover
+    recent = series[-thresholds.for_periods:]
+    held = len(recent) == thresholds.for_periods and all(severity_of(p.value, thresholds)[0] for p in recent)
+    if bound is None:
+        bound = thresholds.warn if thresholds.warn is not None else thresholds.crit
+    return Verdict(severity, held or (firing and severity is not None), latest.value, bound, latest.period,
+                   latest.period_end)
+
+
+def baseline_of(points: Sequence[Point], go_live: dt.date, months: int, min_periods: int = 3) -> float | None:
+    """Median of the values before go-live, within `months`; None below `min_periods` periods."""
+    window_start = go_live - dt.timedelta(days=months * 31)
+    before = [p.value for p in points if window_start <= p.period_start < go_live]
+    return round(median(before), 2) if len(before) >= min_periods else None
+
+
+def baseline_bound(baseline: float, tolerance_pct: float | None, tolerance_points: float | None,
+                   better: str) -> float | None:
+    """The value past which the KPI is worse than baseline by more than the tolerance (the tighter one wins)."""
+    sign = 1 if better == "lower" else -1
+    bounds = []
+    if tolerance_pct is not None:
+        bounds.append(baseline + sign * abs(baseline) * tolerance_pct / 100)
+    if tolerance_points is not None:
+        bounds.append(baseline + sign * tolerance_points)
+    if not bounds:
+        return None
+    return min(bounds) if better == "lower" else max(bounds)
+
+
+def judge_baseline(series: Sequence[Point], baseline: float | None, thresholds: Thresholds) -> Verdict | None:
+    tolerance = thresholds.tolerance
+    if not series or baseline is None or tolerance is None:
+        return None
+    latest = series[-1]
+    warn = baseline_bound(baseline, tolerance.warn_pct, tolerance.warn_points, thresholds.better)
+    crit = baseline_bound(baseline, tolerance.crit_pct, tolerance.crit_points, thresholds.better)
+    as_thresholds = Thresholds(thresholds.better, warn, crit, 1)
+    severity, bound = severity_of(latest.value, as_thresholds)
+    shown = bound if bound is not None else (warn if warn is not None else crit)
+    return Verdict(severity, True, latest.value, round_or_none(shown), latest.period, latest.period_end,
+                   baseline=baseline)
+
+
+def months_after(go_live: dt.date, day: dt.date) -> int:
+    return max(0, (day.year - go_live.year) * 12 + day.month - go_live.month)
+
+
+def glide_expected(baseline: float, glide: GlidePath, better: str, months: int) -> float:
+    """baseline x (1 - improvement x m/12) for the first year (SPEC section 5), then flat."""
+    progress = glide.improvement * min(months, 12) / 12
+    return baseline * (1 - progress) if better == "lower" else baseline * (1 + progress)
+
+
+def judge_glide(series: Sequence[Point], baseline: float | None, thresholds: Thresholds,
+                go_live: dt.date) -> Verdict | None:
+    glide = thresholds.glide
+    if not series or baseline is None or glide is None:
+        return None
+    if glide.starting_above is not None and not worse_than(baseline, glide.starting_above, thresholds.better):
+        return None  # the path is for practices that started in trouble
+    recent = series[-glide.for_periods:]
+    off = [worse_than(p.value, glide_expected(baseline, glide, thresholds.better,
+                                              months_after(go_live, p.period_start)), thresholds.better)
+           for p in recent]
+    latest = series[-1]
+    expected = round(glide_expected(baseline, glide, thresholds.better, months_after(go_live, latest.period_start)), 2)
+    held = len(recent) == glide.for_periods and all(off)
+    return Verdict("warning" if off[-1] else None, held, latest.value, expected, latest.period, latest.period_end,
+                   baseline=baseline, expected=expected)
+
+
+def judge_trend(series: Sequence[Point], thresholds: Thresholds) -> Verdict | None:
+    """Worse in each of the last N periods, even while inside the threshold: a warning."""
+    n = thresholds.trend_periods
+    if n <= 0 or len(series) < n + 1:
+        return None
+    window = series[-(n + 1):]
+    worsening = all(worse_than(later.value, earlier.value, thresholds.better)
+                    for earlier, later in pairwise(window))
+    latest = series[-1]
+    return Verdict("warning" if worsening else None, True, latest.value, window[0].value, latest.period,
+                   latest.period_end)
+
+
+def round_or_none(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def is_stale(latest_end: dt.date, cadence: str, as_of: dt.date) -> bool:
+    """Older than two reporting periods: the feed is late, and a stale value must not open or close an alert."""
+    allowed = dt.timedelta(days=21 if cadence == "weekly" else 62)
+    return as_of - latest_end > allowed
+
+
+def in_learning_period(period_start: dt.date, go_live: dt.date, learning_days: int) -> bool:
+    return go_live <= period_start < go_live + dt.timedelta(days=learning_days)

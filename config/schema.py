@@ -1,0 +1,305 @@
+"""The shape of config/*.yaml, validated with pydantic at start."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Service = Literal[
+    "billing",
+    "reminders",
+    "follow_up",
+    "surveys",
+    "intake",
+    "eligibility",
+    "referrals",
+    "transcription",
+    "billing_follow_up",
+    "prior_auth",
+    "bundled",
+]
+Severity = Literal["warning", "critical"]
+SLUG = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tolerance(Strict):
+    """How far worse than the pre-go-live baseline is a breach: percent of the baseline, or points (units)."""
+
+    warn_pct: float | None = Field(default=None, gt=0)
+    crit_pct: float | None = Field(default=None, gt=0)
+    warn_points: float | None = Field(default=None, gt=0)
+    crit_points: float | None = Field(default=None, gt=0)
+
+
+class GlidePath(Strict):
+    """The seed's expectation: a practice starting worse than `starting_above` improves by `improvement`
+    (0.15 = 15%) within the first year after go-live."""
+
+    improvement: float = Field(gt=0, lt=1)
+    starting_above: float | None = None
+    for_periods: int = Field(default=2, ge=1)
+
+
+class ThresholdOverride(Strict):
+    """Per practice or per vendor: replaces the catalog's setting for one KPI."""
+
+    warn: float | None = None
+    crit: float | None = None
+    target: float | None = None
+    for_periods: int | None = Field(default=None, ge=1)
+    recover: float | None = None
+    baseline: Tolerance | None = None
+    glide_path: GlidePath | None = None
+    trend_periods: int | None = Field(default=None, ge=0)
+
+
+RuleOverride = ThresholdOverride
+
+
+class PullSource(Strict):
+    """HTTPS pull of a vendor's feed. The header's value (a token) comes from the environment variable
+    `auth_env`, never from this file."""
+
+    url: str = Field(pattern=r"^https://")
+    auth_header: str = "Authorization"
+    auth_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Vendor(Strict):
+    id: str = Field(pattern=SLUG)
+    name: str
+    service: Service
+    go_live: dt.date
+    fee_pct: float | None = Field(default=None, ge=0, le=100)
+    cadence: Literal["weekly", "monthly"] = "monthly"
+    due_day: int = Field(default=10, ge=1, le=28)
+    grace_days: int = Field(default=3, ge=0)
+    unit: Literal["percent", "ratio"] = "percent"
+    # Wide CSV: vendor's column header -> catalog KPI key, or "period" / "period_start" / "period_end" / "segment".
+    columns: dict[str, str] = Field(default_factory=dict)
+    pull: PullSource | None = None
+    overrides: dict[str, ThresholdOverride] = Field(default_factory=dict)
+
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+class DigestSchedule(Strict):
+    """When the weekly digest goes out, in the practice's (or region's) own time zone."""
+
+    weekday: Weekday = "monday"
+    time: str = Field(default="07:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+class PulseSchedule(Strict):
+    """When a practice expects staff pulse surveys: a check-in one to two weeks after each vendor's go-live (seed
+    000), then one every `cadence_days`. Without cadence_days there are no reminders and no 'pulse overdue' alert."""
+
+    cadence_days: int | None = Field(default=None, ge=7)
+    # Days past a check-in's due date before the 'pulse overdue' alert fires: a survey stays open a few days.
+    grace_days: int = Field(default=7, ge=0)
+    # Pulses are few and each is already an aggregate, so one pulse before the first go-live is a baseline.
+    baseline_min_pulses: int = Field(default=1, ge=1)
+
+
+class Practice(Strict):
+    id: str = Field(pattern=SLUG)
+    name: str
+    timezone: str = "America/New_York"
+    region: str | None = None
+    annual_net_collectible: float | None = Field(default=None, ge=0)
+    staff_count: int | None = Field(default=None, ge=1)
+    digest_to: list[str] = Field(default_factory=list)
+    digest: DigestSchedule = DigestSchedule()
+    learning_period_days: int | None = Field(default=None, ge=0)
+    overrides: dict[str, ThresholdOverride] = Field(default_factory=dict)
+    vendors: list[Vendor] = Field(default_factory=list)
+    pulse: PulseSchedule = PulseSchedule()
+
+    @field_validator("timezone")
+    @classmethod
+    def known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as America/Chicago)"
+            ) from exc
+        return value
+
+    @field_validator("digest_to")
+    @classmethod
+    def email_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if "@" not in address or " " in address:
+                raise ValueError(f"{address!r} is not an email address")
+        return value
+
+    def vendor(self, vendor_id: str) -> Vendor | None:
+        return next((vendor for vendor in self.vendors if vendor.id == vendor_id), None)
+
+
+class Region(Strict):
+    """A regional leader's roll-up of the practices whose `region` is this region's key."""
+
+    name: str | None = None
+    timezone: str | None = None  # default: the time zone of the region's first practice
+    digest_to: list[str] = Field(min_length=1)
+    digest: DigestSchedule = DigestSchedule()
+
+    @field_validator("timezone")
+    @classmethod
+    def known_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else Practice.known_timezone(value)
+
+    @field_validator("digest_to")
+    @classmethod
+    def email_addresses(cls, value: list[str]) -> list[str]:
+        return Practice.email_addresses(value)
+
+
+class PracticesFile(Strict):
+    """Practice and vendor ids must be unique: config.check_unique_ids reports a repeat at its own line."""
+
+    regions: dict[str, Region] = Field(default_factory=dict)
+    practices: list[Practice]
+
+
+class Kpi(Strict):
+    label: str
+    unit: Literal["%", "days", "hours", "USD", "score", "rate"]
+    better: Literal["lower", "higher"]
+    rule: Literal["threshold", "baseline"]
+    warn: float | None = None
+    crit: float | None = None
+    target: float | None = None
+    for_periods: int = Field(default=1, ge=1)
+    # Hysteresis: a firing threshold alert clears only once the value is better than this.
+    recover: float | None = None
+    baseline: Tolerance | None = None
+    glide_path: GlidePath | None = None
+    trend_periods: int | None = Field(default=None, ge=0)
+    formula: str
+    source: str
+
+    @model_validator(mode="after")
+    def threshold_needs_a_bound(self) -> Kpi:
+        if self.rule == "threshold" and self.warn is None and self.crit is None:
+            raise ValueError("a threshold rule needs warn or crit")
+        return self
+
+
+class CatalogDefaults(Strict):
+    learning_period_days: int = Field(default=60, ge=0)
+    repeat_interval_days: int = Field(default=7, ge=1)
+    baseline_months: int = Field(default=12, ge=3)
+    baseline_min_periods: int = Field(default=3, ge=1)
+    baseline: Tolerance = Tolerance(warn_pct=10, crit_pct=20)
+    trend_periods: int = Field(default=3, ge=0)
+
+
+class Catalog(Strict):
+    defaults: CatalogDefaults = CatalogDefaults()
+    kpis: dict[str, Kpi]
+
+
+class RouteMatch(Strict):
+    severity: Severity | list[Severity] | None = None
+    kind: Literal["alert", "operator"] | None = None
+    practice: str | list[str] | None = None
+    region: str | list[str] | None = None
+    vendor: str | list[str] | None = None
+
+
+class Route(Strict):
+    when: RouteMatch = RouteMatch()
+    tags: list[str] = Field(min_length=1)
+
+
+class ChannelsFile(Strict):
+    dry_run: bool = False
+    urls: list[str | dict[str, object]] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+    digest: str | None = None
+
+
+PulseDimension = Literal[
+    "pulse_workload",
+    "pulse_role_clarity",
+    "pulse_trust_leadership",
+    "pulse_vendor_confidence",
+    "pulse_burnout",
+    "enps",
+    "readiness_emotional",
+    "readiness_leadership",
+    "readiness_decisions",
+    "readiness_process",
+    "readiness_adjustment",
+    "readiness_trust",
+    "group",  # the optional grouping question (role or location): its answer names a group, not a score
+]
+
+
+class SurveyScale(Strict):
+    """An answer scale: its numeric range and the labels an export may carry instead of numbers."""
+
+    points: tuple[int, int] = (1, 5)
+    labels: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def labels_on_the_scale(self) -> SurveyScale:
+        low, high = self.points
+        if low >= high:
+            raise ValueError(f"points {list(self.points)}: the first must be below the second")
+        outside = [label for label, value in self.labels.items() if not low <= value <= high]
+        if outside:
+            raise ValueError(f"labels outside {low}-{high}: {', '.join(outside)}")
+        return self
+
+
+class SurveyQuestion(Strict):
+    """One question, matched to an export's column by its text or by its id (a Qualtrics QID or column name, a
+    question id in the export's header)."""
+
+    text: str | None = None
+    id: str | None = None
+    dimension: PulseDimension
+    reverse: bool = False
+    # A range such as [0, 10], or the name of a scale under `scales:` (which also knows its labels).
+    scale: tuple[int, int] | str = (1, 5)
+
+    @model_validator(mode="after")
+    def named_somehow(self) -> SurveyQuestion:
+        if not self.text and not self.id:
+            raise ValueError("a question needs its text or its id")
+        if isinstance(self.scale, tuple) and self.scale[0] >= self.scale[1]:
+            raise ValueError(f"scale {list(self.scale)}: the first number must be below the second")
+        return self
+
+
+class SurveysFile(Strict):
+    min_group_size: int = Field(default=5, ge=1)
+    scales: dict[str, SurveyScale] = Field(default_factory=dict)
+    questions: list[SurveyQuestion] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def scales_exist(self) -> SurveysFile:
+        unknown = sorted({q.scale for q in self.questions if isinstance(q.scale, str)} - set(self.scales))
+        if unknown:
+            raise ValueError(f"unknown scale {', '.join(unknown)} (define it under scales:)")
+        if sum(1 for q in self.questions if q.dimension == "group") > 1:
+            # Two ways of grouping the same people would let one group be subtracted from another.
+            raise ValueError("at most one grouping question (dimension: group)")
+        return self
+
+    def scale_of(self, question: SurveyQuestion) -> SurveyScale:
+        if isinstance(question.scale, str):
+            return self.scales[question.scale]
+        return SurveyScale(points=question.scale)

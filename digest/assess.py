@@ -1,0 +1,224 @@
+"""Pure judgements behind the digest: a row's status, what the gaps cost, the verdict, the huddle's talking
+points. Data in, data out; no database, no clock, no wording (the templates word it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from alerts.rules import SEVERITY_ORDER, Thresholds, baseline_bound, severity_of
+from config import Kpi, Practice, Vendor
+from digest.model import (
+    SEVERITY_RANK,
+    AlertLine,
+    DollarLine,
+    Headline,
+    KpiRow,
+    TalkingPoint,
+    VendorCard,
+)
+from pulse.report import PulseReport, PulseScore
+
+# Percent-of-collections KPIs whose gap to target is money: gap points / 100 x annual net collectible.
+GAP_KINDS = {"net_collection_rate": "collection_gap", "cost_to_collect_pct": "cost_gap"}
+# SPEC section 2: an in-house billing office often costs 9-10% of net collections.
+IN_HOUSE_PCT = (9.0, 10.0)
+IN_HOUSE_SERVICES = {"billing", "billing_follow_up"}
+# SPEC section 3's default pulse rules: how far a score may fall from its baseline before it is a signal.
+PULSE_DROP_LIMITS = {
+    "pulse_workload": 0.5,
+    "pulse_role_clarity": 0.5,
+    "pulse_trust_leadership": 0.5,
+    "pulse_vendor_confidence": 0.5,
+    "enps": 20.0,
+}
+PULSE_RISE_LIMITS = {"pulse_burnout_pct": 10.0}
+PARTICIPATION_FLOOR = 60.0
+READINESS_FLOOR = 18.0
+MAX_POINTS = 3
+
+
+def target_for(kpi: Kpi, practice: Practice, vendor: Vendor, key: str) -> float | None:
+    """The vendor's override, else the practice's, else the catalog's target."""
+    for override in (vendor.overrides.get(key), practice.overrides.get(key)):
+        if override is not None and override.target is not None:
+            return override.target
+    return kpi.target
+
+
+def row_status(
+    kpi: Kpi, thresholds: Thresholds, value: float, baseline: float | None, alert_severity: str | None
+) -> tuple[str, float | None]:
+    """(status, the bound breached). The worse of what the value says now and any open alert on the KPI (a
+    trend or glide-path alert can be open while the value is inside its threshold)."""
+    severity, bound = None, None
+    if kpi.rule == "threshold":
+        severity, bound = severity_of(value, thresholds)
+    elif baseline is not None:
+        severity, bound = baseline_severity(value, baseline, thresholds)
+    if alert_severity and SEVERITY_ORDER[alert_severity] > SEVERITY_ORDER.get(severity or "", 0):
+        severity = alert_severity
+    if severity:
+        return severity, bound
+    return ("ok" if kpi.rule == "threshold" or baseline is not None else "tracked"), None
+
+
+def baseline_severity(value: float, baseline: float, thresholds: Thresholds) -> tuple[str | None, float | None]:
+    """The baseline rule's verdict on one value (as alerts.rules.judge_baseline gives it for a series)."""
+    tolerance = thresholds.tolerance
+    if tolerance is None:
+        return None, None
+    warn = baseline_bound(baseline, tolerance.warn_pct, tolerance.warn_points, thresholds.better)
+    crit = baseline_bound(baseline, tolerance.crit_pct, tolerance.crit_points, thresholds.better)
+    return severity_of(value, Thresholds(thresholds.better, warn, crit, 1))
+
+
+def dollar_lines(practice: Practice, vendors: Iterable[VendorCard]) -> tuple[DollarLine, ...]:
+    """Gaps first, the biggest first; then what each vendor's fee costs. Nothing without the practice's
+    annual net collectible revenue, which every dollar figure is a share of."""
+    annual = practice.annual_net_collectible
+    if not annual:
+        return ()
+    gaps: list[DollarLine] = []
+    fees: list[DollarLine] = []
+    for card in vendors:
+        gaps += [line for row in card.rows if (line := gap_line(card, row, annual)) is not None]
+        if (fee := fee_line(card, annual)) is not None:
+            fees.append(fee)
+    gaps.sort(key=lambda line: -line.amount)
+    return tuple(gaps + fees)
+
+
+def gap_line(card: VendorCard, row: KpiRow, annual: float) -> DollarLine | None:
+    kind = GAP_KINDS.get(row.key)
+    if kind is None or row.target is None or row.stale:
+        return None
+    shortfall = row.target - row.value if row.better == "higher" else row.value - row.target
+    # Price the gap as shown (one decimal), so the arithmetic in the email adds up for the reader.
+    gap = round(shortfall, 1)
+    if gap <= 0:
+        return None
+    return DollarLine(kind, card.name, row.key, row.label, row.value, row.target, gap, annual, gap / 100 * annual)
+
+
+def fee_line(card: VendorCard, annual: float) -> DollarLine | None:
+    fee_pct = card.fee_pct
+    if fee_pct is None:
+        return None
+    low = high = None
+    if card.service in IN_HOUSE_SERVICES:
+        low, high = (pct / 100 * annual for pct in IN_HOUSE_PCT)
+    return DollarLine("vendor_fee", card.name, "", "", fee_pct, None, fee_pct, annual, fee_pct / 100 * annual,
+                      low, high)
+
+
+def sort_alerts(alerts: Iterable[AlertLine]) -> list[AlertLine]:
+    return sorted(alerts, key=lambda a: (SEVERITY_RANK.get(a.severity, 2), a.vendor, a.kpi_label))
+
+
+def without_covered_trends(lines: Sequence[AlertLine]) -> list[AlertLine]:
+    """A trend on a KPI that already has a threshold or baseline alert adds nothing for a reader."""
+    covered = {(line.vendor_id, line.kpi) for line in lines if line.rule in ("threshold", "baseline")}
+    return [line for line in lines if line.rule != "trend" or (line.vendor_id, line.kpi) not in covered]
+
+
+def headline(
+    open_alerts: Sequence[AlertLine],
+    late_feeds: Sequence[AlertLine],
+    vendors: Sequence[VendorCard],
+    new_data: bool,
+) -> Headline:
+    kpis = sum(len(card.rows) for card in vendors)
+    received = [card.last_received for card in vendors if card.last_received is not None]
+    last = max(received) if received else None
+    if kpis == 0:
+        return Headline("empty", late_feeds[0] if late_feeds else None, max(0, len(late_feeds) - 1))
+    if open_alerts:
+        worst = open_alerts[0]
+        more = len(open_alerts) - 1 + len(late_feeds)
+        return Headline(worst.severity, worst, more, kpis, last)
+    if late_feeds:
+        return Headline("late", late_feeds[0], len(late_feeds) - 1, kpis, last)
+    return Headline("ok" if new_data else "quiet", None, 0, kpis, last)
+
+
+def talking_points(
+    open_alerts: Sequence[AlertLine],
+    late_feeds: Sequence[AlertLine],
+    resolved: Sequence[AlertLine],
+    dollars: Sequence[DollarLine],
+    vendors: Sequence[VendorCard],
+    pulse: PulseReport | None,
+) -> tuple[TalkingPoint, ...]:
+    """Up to three, never filler: the worst open alert, the biggest dollar gap, a staff signal or a late feed;
+    then whatever else the week holds (more alerts, a vendor in its learning period, good news)."""
+    alerts = [TalkingPoint("alert", alert=a) for a in open_alerts]
+    gaps = [TalkingPoint("dollar", dollar=d) for d in dollars if d.kind != "vendor_fee"]
+    staff = [point] if (point := staff_signal(pulse)) else []
+    silent = {card.name for card in vendors if not card.rows}  # never sent anything: first_feed says it
+    late = [TalkingPoint("late", alert=a) for a in late_feeds if a.vendor not in silent]
+    first = [TalkingPoint("first_feed", vendor=card) for card in vendors if not card.rows]
+    learning = [TalkingPoint("learning", vendor=card) for card in vendors if card.learning_until]
+    good = [TalkingPoint("resolved", alert=a) for a in resolved if not a.late_feed]
+    improved = best_improvement(vendors)
+    # The biggest gap that is not the first alert's own KPI (that alert raises it already).
+    gap = [point for point in gaps if not same_topic(point, alerts[:1])][:1]
+    primary = [alerts[:1], gap, (staff or late or first)[:1]]
+    rest = [alerts[1:], late, first, staff, learning, good, improved, gaps[1:]]
+    chosen: list[TalkingPoint] = []
+    for group in primary + rest:
+        for point in group:
+            if point not in chosen and len(chosen) < MAX_POINTS and not same_topic(point, chosen):
+                chosen.append(point)
+    return tuple(chosen)
+
+
+def same_topic(point: TalkingPoint, chosen: list[TalkingPoint]) -> bool:
+    """An alert and a dollar gap on the same KPI of the same vendor are one topic: raise it once."""
+    return topic(point) is not None and topic(point) in {topic(other) for other in chosen}
+
+
+def topic(point: TalkingPoint) -> tuple[str, str] | None:
+    if point.alert is not None and not point.alert.late_feed:
+        return point.alert.vendor, point.alert.kpi
+    if point.dollar is not None:
+        return point.dollar.vendor, point.dollar.kpi
+    return None
+
+
+def staff_signal(report: PulseReport | None) -> TalkingPoint | None:
+    """The pulse score that crossed SPEC's default pulse rules furthest, or a readiness verdict short of
+    'proceed'. Only what pulse_report chose to show (anonymity) is ever looked at."""
+    if report is None or not report.shown:
+        return None
+    if report.readiness_verdict in ("pause", "prepare"):
+        return TalkingPoint("readiness", readiness=report.readiness_verdict)
+    scored = [(severity, score) for score in report.scores if (severity := pulse_severity(score)) >= 1]
+    if not scored:
+        return None
+    return TalkingPoint("staff", score=max(scored, key=lambda item: item[0])[1])
+
+
+def pulse_severity(score: PulseScore) -> float:
+    """How far past its limit a score is: 1.0 at the limit, 0 when nowhere near it."""
+    if score.key == "pulse_participation_rate":
+        return 1.0 + (PARTICIPATION_FLOOR - score.value) / PARTICIPATION_FLOOR if score.value < PARTICIPATION_FLOOR \
+            else 0.0
+    if score.key == "readiness_score":
+        return 2.0 if score.value < READINESS_FLOOR else 0.0
+    if score.baseline is None:
+        return 0.0
+    if score.key in PULSE_DROP_LIMITS:
+        return max(0.0, (score.baseline - score.value) / PULSE_DROP_LIMITS[score.key])
+    if score.key in PULSE_RISE_LIMITS:
+        return max(0.0, (score.value - score.baseline) / PULSE_RISE_LIMITS[score.key])
+    return 0.0
+
+
+def best_improvement(vendors: Sequence[VendorCard]) -> list[TalkingPoint]:
+    """The KPI most improved against its baseline (relative to the baseline), as good news to share."""
+    improved = [(abs(row.change or 0) / abs(row.baseline or 1), card, row) for card in vendors for row in card.rows
+                if row.improved and row.baseline and row.status == "ok" and not row.stale]
+    if not improved:
+        return []
+    _, card, row = max(improved, key=lambda item: item[0])
+    return [TalkingPoint("improved", vendor=card, row=row)]

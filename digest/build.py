@@ -1,0 +1,248 @@
+"""Gather what leadership reads on Monday: each vendor's KPIs against target and baseline with their last 12
+periods; the alerts opened, still open and resolved in the reporting window; late feeds; what the gaps cost; the
+staff pulse (through pulse_report only); the huddle's talking points. Reads the database, never writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.rules import SEVERITY_ORDER, Point, baseline_of, is_stale, thresholds_for
+from config import Config, Kpi, Practice, Vendor
+from digest.assess import (
+    dollar_lines,
+    headline,
+    row_status,
+    sort_alerts,
+    talking_points,
+    target_for,
+    without_covered_trends,
+)
+from digest.model import AlertLine, Digest, KpiRow, TrendPoint, VendorCard
+from digest.schedule import local_date, reporting_window
+from feeds.freshness import next_due
+from pulse.report import pulse_report
+from storage.models import Alert, AlertEvent, Observation, utcnow
+
+TREND_PERIODS = 12
+# SPEC section 3's staff pulse KPIs: an alert on one is about the staff, not a vendor.
+STAFF_KPIS = {"pulse_participation_rate", "pulse_workload", "pulse_role_clarity", "pulse_trust_leadership",
+              "pulse_vendor_confidence", "pulse_burnout_pct", "enps", "readiness_score"}
+Series = dict[tuple[str, str], list[Point]]
+
+
+def build_digest(
+    session: Session, config: Config, practice: Practice, week: str, now: dt.datetime | None = None
+) -> Digest:
+    start, end = reporting_window(practice.digest, practice.timezone, week, now or utcnow())
+    as_of = local_date(end, practice.timezone)
+    series, received = load_series(session, practice.id, as_of)
+    opened, still_open, resolved, late = split_alerts(load_alerts(session, config, practice, start), start)
+    open_severity = worst_severity_by_kpi(opened + still_open)
+    vendors = tuple(
+        vendor_card(config, practice, vendor, series, received, open_severity, start, as_of)
+        for vendor in practice.vendors
+    )
+    pulse = pulse_report(session, config, practice, as_of)
+    open_alerts = sort_alerts(opened + still_open)
+    dollars = dollar_lines(practice, vendors)
+    new_data = any(card.new_data for card in vendors)
+    return Digest(
+        practice_id=practice.id,
+        practice_name=practice.name,
+        region=practice.region,
+        timezone=practice.timezone,
+        week=week,
+        since=local_date(start, practice.timezone),
+        as_of=as_of,
+        headline=headline(open_alerts, late, vendors, new_data),
+        points=talking_points(open_alerts, late, resolved, dollars, vendors, pulse),
+        dollars=dollars,
+        dollars_unknown=not practice.annual_net_collectible and any(
+            row.key in ("net_collection_rate", "cost_to_collect_pct") for card in vendors for row in card.rows
+        ),
+        opened=tuple(sort_alerts(opened)),
+        still_open=tuple(sort_alerts(still_open)),
+        resolved=tuple(sort_alerts(resolved)),
+        late_feeds=tuple(sort_alerts(late)),
+        vendors=vendors,
+        pulse=pulse,
+        has_data=any(card.rows for card in vendors),
+        new_data=new_data,
+    )
+
+
+def load_series(session: Session, practice_id: str, until: dt.date) -> tuple[Series, dict[str, dt.datetime]]:
+    """Every whole-practice value up to `until`, oldest first, and when each vendor's newest value arrived.
+    Plain columns, not ORM objects: a practice has hundreds of rows and the digest only reads them."""
+    query = (
+        select(
+            Observation.vendor_id,
+            Observation.kpi,
+            Observation.period,
+            Observation.period_start,
+            Observation.period_end,
+            Observation.value,
+            Observation.updated_at,
+        )
+        .where(
+            Observation.practice_id == practice_id,
+            Observation.segment == "all",
+            Observation.period_start <= until,
+        )
+        .order_by(Observation.period_start)
+    )
+    series: Series = defaultdict(list)
+    received: dict[str, dt.datetime] = {}
+    for vendor_id, kpi, period, start, end, value, updated_at in session.execute(query):
+        series[(vendor_id, kpi)].append(Point(period, start, end, value))
+        if vendor_id not in received or updated_at > received[vendor_id]:
+            received[vendor_id] = updated_at
+    return series, received
+
+
+def load_alerts(
+    session: Session, config: Config, practice: Practice, since: dt.datetime
+) -> list[tuple[Alert, AlertLine]]:
+    """Alerts firing now, and those resolved since the window started (but not pending ones that never fired)."""
+    query = select(Alert).where(
+        Alert.practice_id == practice.id,
+        (Alert.state == "firing") | ((Alert.state == "resolved") & (Alert.resolved_at >= since)),
+    )
+    alerts = list(session.scalars(query))
+    never_fired = cleared_ids(session, [alert.id for alert in alerts if alert.state == "resolved"], since)
+    names = {vendor.id: vendor.name for vendor in practice.vendors}
+    return [(alert, alert_line(config, practice, names, alert)) for alert in alerts if alert.id not in never_fired]
+
+
+def cleared_ids(session: Session, resolved_ids: list[int], since: dt.datetime) -> set[int]:
+    """Resolved alerts whose ending was 'cleared': pending that never fired, which nobody was ever told about."""
+    if not resolved_ids:
+        return set()
+    query = select(AlertEvent.alert_id).where(
+        AlertEvent.alert_id.in_(resolved_ids), AlertEvent.event == "cleared", AlertEvent.at >= since
+    )
+    return set(session.scalars(query))
+
+
+def alert_line(config: Config, practice: Practice, names: dict[str, str], alert: Alert) -> AlertLine:
+    kpi = config.kpi(alert.kpi)
+    return AlertLine(
+        vendor_id=alert.vendor_id,
+        # Not a configured vendor: the staff pulse's own (e.g. "staff-pulse" reads "Staff pulse").
+        vendor=names.get(alert.vendor_id) or alert.vendor_id.replace("-", " ").capitalize(),
+        kpi=alert.kpi,
+        kpi_label=kpi.label if kpi else alert.kpi,
+        unit=kpi.unit if kpi else "",
+        better=kpi.better if kpi else "lower",
+        rule=alert.rule,
+        severity=alert.severity,
+        value=alert.value,
+        threshold=alert.threshold,
+        period=alert.period,
+        since=local_date(alert.started_at, practice.timezone),
+        learning=alert.learning,
+        resolved_on=local_date(alert.resolved_at, practice.timezone) if alert.resolved_at else None,
+        about_staff=alert.vendor_id not in names and (alert.kpi in STAFF_KPIS or alert.rule == "pulse_overdue"),
+    )
+
+
+def split_alerts(
+    alerts: list[tuple[Alert, AlertLine]], since: dt.datetime
+) -> tuple[list[AlertLine], list[AlertLine], list[AlertLine], list[AlertLine]]:
+    """(opened since the window started, open from before it, resolved since it started, late feeds)."""
+    opened: list[AlertLine] = []
+    still_open: list[AlertLine] = []
+    resolved: list[AlertLine] = []
+    late: list[AlertLine] = []
+    for alert, line in alerts:
+        if alert.state == "resolved":
+            resolved.append(line)
+        elif line.late_feed:
+            late.append(line)
+        else:
+            (opened if alert.started_at >= since else still_open).append(line)
+    return without_covered_trends(opened), without_covered_trends(still_open), resolved, late
+
+
+def worst_severity_by_kpi(alerts: list[AlertLine]) -> dict[tuple[str, str], str]:
+    worst: dict[tuple[str, str], str] = {}
+    for alert in alerts:
+        key = (alert.vendor_id, alert.kpi)
+        if SEVERITY_ORDER.get(alert.severity, 0) > SEVERITY_ORDER.get(worst.get(key, ""), 0):
+            worst[key] = alert.severity
+    return worst
+
+
+def vendor_card(
+    config: Config,
+    practice: Practice,
+    vendor: Vendor,
+    series: Series,
+    received: dict[str, dt.datetime],
+    open_severity: dict[tuple[str, str], str],
+    window_start: dt.datetime,
+    as_of: dt.date,
+) -> VendorCard:
+    rows = tuple(
+        kpi_row(config, practice, vendor, key, kpi, points, open_severity.get((vendor.id, key)), as_of)
+        for key, kpi in config.catalog.kpis.items()
+        if (points := series.get((vendor.id, key)))
+    )
+    latest_end = max((points[-1].period_end for (v, _), points in series.items() if v == vendor.id), default=None)
+    arrived = received.get(vendor.id)
+    return VendorCard(
+        id=vendor.id,
+        name=vendor.name,
+        service=vendor.service,
+        go_live=vendor.go_live,
+        fee_pct=vendor.fee_pct,
+        rows=rows,
+        last_received=local_date(arrived, practice.timezone) if arrived else None,
+        new_data=arrived is not None and arrived >= window_start,
+        next_feed=next_due(vendor, latest_end, as_of),
+        learning_until=learning_until(config, practice, vendor, as_of),
+    )
+
+
+def kpi_row(
+    config: Config,
+    practice: Practice,
+    vendor: Vendor,
+    key: str,
+    kpi: Kpi,
+    points: list[Point],
+    alert_severity: str | None,
+    as_of: dt.date,
+) -> KpiRow:
+    latest = points[-1]
+    defaults = config.catalog.defaults
+    baseline = baseline_of(points, vendor.go_live, defaults.baseline_months, defaults.baseline_min_periods)
+    thresholds = thresholds_for(kpi, practice, vendor, key, defaults)
+    status, limit = row_status(kpi, thresholds, latest.value, baseline, alert_severity)
+    return KpiRow(
+        key=key,
+        label=kpi.label,
+        unit=kpi.unit,
+        better=kpi.better,
+        value=latest.value,
+        period=latest.period,
+        target=target_for(kpi, practice, vendor, key),
+        limit=limit,
+        baseline=baseline,
+        change=None if baseline is None else round(latest.value - baseline, 2),
+        status=status,
+        trend=tuple(TrendPoint(p.period, p.value, p.period_start < vendor.go_live) for p in points[-TREND_PERIODS:]),
+        stale=is_stale(latest.period_end, vendor.cadence, as_of),
+    )
+
+
+def learning_until(config: Config, practice: Practice, vendor: Vendor, as_of: dt.date) -> dt.date | None:
+    days = practice.learning_period_days
+    if days is None:
+        days = config.catalog.defaults.learning_period_days
+    ends = vendor.go_live + dt.timedelta(days=days)
+    return ends if vendor.go_live <= as_of < ends else None

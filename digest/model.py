@@ -1,0 +1,199 @@
+"""What a digest says, as plain data: built by digest/build.py, worded only by the templates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from feeds.freshness import FeedDue
+from pulse.report import PulseReport, PulseScore
+
+SEVERITY_RANK = {"critical": 0, "warning": 1}
+REGION_DETAILED = 30  # practices shown in full in a regional roll-up
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    period: str
+    value: float
+    before_go_live: bool
+
+
+@dataclass(frozen=True)
+class KpiRow:
+    """One KPI on a vendor's scorecard: the latest value against its target and the pre-go-live baseline."""
+
+    key: str
+    label: str
+    unit: str
+    better: str  # lower | higher
+    value: float
+    period: str
+    target: float | None
+    limit: float | None  # the bound it breaches, when it breaches one
+    baseline: float | None
+    change: float | None  # value - baseline
+    status: str  # critical | warning | ok | tracked
+    trend: tuple[TrendPoint, ...]  # the last 12 periods, oldest first
+    stale: bool  # the vendor's feed is so late that this value is old news
+
+    @property
+    def improved(self) -> bool | None:
+        """Better than before go-live (None: no baseline, or no change)."""
+        if not self.change:
+            return None
+        return (self.change < 0) == (self.better == "lower")
+
+
+@dataclass(frozen=True)
+class VendorCard:
+    id: str
+    name: str
+    service: str
+    go_live: dt.date
+    fee_pct: float | None
+    rows: tuple[KpiRow, ...]
+    last_received: dt.date | None  # practice-local date the newest value arrived
+    new_data: bool  # something arrived in the reporting window
+    next_feed: FeedDue
+    learning_until: dt.date | None  # set while the vendor is in its post-go-live learning period
+
+
+@dataclass(frozen=True)
+class AlertLine:
+    vendor_id: str
+    vendor: str
+    kpi: str
+    kpi_label: str
+    unit: str
+    better: str  # lower | higher
+    rule: str  # threshold | baseline | glide_path | trend | freshness
+    severity: str
+    value: float
+    threshold: float | None
+    period: str
+    since: dt.date  # practice-local date it opened
+    learning: bool
+    resolved_on: dt.date | None = None
+    about_staff: bool = False  # a staff pulse KPI or the pulse schedule, not a vendor's
+
+    @property
+    def late_feed(self) -> bool:
+        return self.rule == "freshness"
+
+
+@dataclass(frozen=True)
+class DollarLine:
+    """A gap priced in dollars a year, with the numbers that make the arithmetic visible.
+
+    kind: collection_gap (net collection rate under target), cost_gap (cost to collect over target), or
+    vendor_fee (fee_pct x annual net collectible; with the in-house range for a billing vendor)."""
+
+    kind: str
+    vendor: str
+    kpi: str
+    kpi_label: str
+    value: float  # the KPI, or the fee, in percent
+    reference: float | None  # the target it misses
+    gap: float  # percentage points, rounded as shown
+    annual: float  # the practice's annual net collectible revenue
+    amount: float  # dollars a year: gap / 100 x annual
+    in_house_low: float | None = None
+    in_house_high: float | None = None
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The one-line verdict. tone: critical | warning | late | quiet (no new data) | ok | empty (no data ever)."""
+
+    tone: str
+    alert: AlertLine | None = None  # the worst open alert, or the latest late feed
+    more: int = 0  # other open alerts (and late feeds) besides it
+    kpis: int = 0  # KPIs on the scorecards
+    last_received: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class TalkingPoint:
+    """One thing to raise at the next huddle, derived from the data.
+
+    kind: alert | dollar | staff | readiness | late | learning | resolved | improved | first_feed"""
+
+    kind: str
+    alert: AlertLine | None = None
+    dollar: DollarLine | None = None
+    score: PulseScore | None = None
+    readiness: str | None = None
+    vendor: VendorCard | None = None
+    row: KpiRow | None = None
+
+
+@dataclass(frozen=True)
+class Digest:
+    practice_id: str
+    practice_name: str
+    region: str | None
+    timezone: str
+    week: str
+    since: dt.date  # practice-local date the reporting window starts (the previous digest's send day)
+    as_of: dt.date  # practice-local date it ends
+    headline: Headline
+    points: tuple[TalkingPoint, ...]
+    dollars: tuple[DollarLine, ...]
+    dollars_unknown: bool  # a billing vendor reports, but annual_net_collectible is not configured
+    opened: tuple[AlertLine, ...]
+    still_open: tuple[AlertLine, ...]
+    resolved: tuple[AlertLine, ...]
+    late_feeds: tuple[AlertLine, ...]
+    vendors: tuple[VendorCard, ...]
+    pulse: PulseReport | None
+    has_data: bool
+    new_data: bool
+
+    @property
+    def open_alerts(self) -> tuple[AlertLine, ...]:
+        return self.opened + self.still_open
+
+    def count(self, severity: str) -> int:
+        return sum(1 for alert in self.open_alerts if alert.severity == severity)
+
+    @property
+    def gap_dollars(self) -> float:
+        return sum(line.amount for line in self.dollars if line.kind != "vendor_fee")
+
+
+@dataclass(frozen=True)
+class RegionDigest:
+    """The regional leader's roll-up: one line per practice, the practices needing action first."""
+
+    key: str
+    name: str
+    week: str
+    since: dt.date
+    as_of: dt.date
+    practices: tuple[Digest, ...]
+
+    @property
+    def needing_action(self) -> tuple[Digest, ...]:
+        return tuple(d for d in self.practices if d.open_alerts or d.late_feeds)
+
+    @property
+    def detailed(self) -> tuple[Digest, ...]:
+        """The practices shown in full: the worst ones, as many as an email holds before Gmail clips it."""
+        return self.needing_action[:REGION_DETAILED]
+
+    @property
+    def listed(self) -> tuple[Digest, ...]:
+        """The rest, named in a line: needing attention beyond the detailed ones, then the practices on track."""
+        shown = {d.practice_id for d in self.detailed}
+        return tuple(d for d in self.practices if d.practice_id not in shown)
+
+    @property
+    def gap_dollars(self) -> float:
+        return sum(d.gap_dollars for d in self.practices)
+
+    @property
+    def tone(self) -> str:
+        severities = {a.severity for d in self.practices for a in d.open_alerts}
+        late = any(d.late_feeds for d in self.practices)
+        return next((s for s in ("critical", "warning") if s in severities), "late" if late else "ok")

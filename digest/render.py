@@ -1,0 +1,232 @@
+"""Render a digest with Jinja2: a subject, an email-safe HTML part (inline CSS, tables, CSS bars for charts, no
+scripts, no external assets, no images) and a plain-text part written from its own template."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from alerts.messages import format_change, format_value
+from digest.model import Digest, RegionDigest, TrendPoint
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEXT_WIDTH = 78
+BAR_HEIGHT = 32  # px, the tallest bar of a trend chart
+BAR_FLOOR = 3  # px, the lowest: a bar must stay visible
+SPARKS = "▁▂▃▄▅▆▇█"
+BEFORE_GO_LIVE, AFTER_GO_LIVE = "#d0d5dd", "#98a2b3"
+# status: (label, colour, background)
+STATUSES = {
+    "critical": ("Critical", "#b42318", "#fef3f2"),
+    "warning": ("Warning", "#b54708", "#fffaeb"),
+    "ok": ("OK", "#067647", "#ecfdf3"),
+    "tracked": ("Tracked", "#475467", "#f2f4f7"),
+}
+# verdict tone: (colour, background)
+TONES = {
+    "critical": ("#b42318", "#fef3f2"),
+    "warning": ("#dc6803", "#fffaeb"),
+    "late": ("#dc6803", "#fffaeb"),
+    "quiet": ("#667085", "#f2f4f7"),
+    "ok": ("#079455", "#ecfdf3"),
+    "empty": ("#667085", "#f2f4f7"),
+}
+SERVICES = {
+    "billing": "Billing and revenue cycle",
+    "reminders": "Appointment reminders",
+    "follow_up": "Post-visit follow-up calls",
+    "surveys": "Patient satisfaction surveys",
+    "intake": "New-patient intake",
+    "eligibility": "Eligibility checks",
+    "referrals": "Referral coordination",
+    "transcription": "Transcription",
+    "billing_follow_up": "Billing follow-up",
+    "prior_auth": "Prior authorizations",
+    "bundled": "Bundled admin support",
+}
+PULSE_PERCENT = {"pulse_participation_rate", "pulse_burnout_pct"}
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    name: str  # file stem: digest-<practice>-<week> or region-<region>-<week>
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Bar:
+    height: int
+    colour: str
+
+
+def render_digest(digest: Digest) -> RenderedDigest:
+    return render_parts(f"digest-{digest.practice_id}-{digest.week}", "digest", d=digest)
+
+
+def render_region(region: RegionDigest) -> RenderedDigest:
+    return render_parts(f"region-{file_safe(region.key)}-{region.week}", "region", r=region)
+
+
+def render_parts(name: str, kind: str, **context: Any) -> RenderedDigest:
+    env = environment()
+    subject = " ".join(env.get_template(f"{kind}-subject.txt").render(context).split())
+    html = env.get_template(f"{kind}-body.html").render(context, subject=subject)
+    text = env.get_template(f"{kind}-body.txt").render(context)
+    return RenderedDigest(name, subject, html, tidy_text(text))
+
+
+def tidy_text(text: str) -> str:
+    """Trailing spaces off, at most one blank line in a row: template conditionals leave both behind."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
+
+
+def file_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text)
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.do"],
+    )
+    env.filters.update(
+        value=format_value,
+        change=format_change,
+        unsigned=lambda text: str(text).lstrip("+-"),
+        money=format_money,
+        number=format_number,
+        day=format_day,
+        long_day=format_long_day,
+        period=format_period,
+        service=lambda service: SERVICES.get(service, service.replace("_", " ")),
+        lower_first=lower_first,
+        sentence=lambda text: str(text)[:1].upper() + str(text)[1:],
+        plural=plural,
+        wrap=wrap,
+        bars=bars,
+        spark=spark,
+        trend_label=trend_label,
+        pulse=format_pulse,
+        pulse_trend=pulse_trend,
+        status_label=status_label,
+    )
+    env.globals.update(
+        status_label=status_label,
+        status_colour=lambda status: STATUSES.get(status, STATUSES["tracked"])[1],
+        status_background=lambda status: STATUSES.get(status, STATUSES["tracked"])[2],
+        tone_colour=lambda tone: TONES[tone][0],
+        tone_background=lambda tone: TONES[tone][1],
+        bar_height=BAR_HEIGHT,
+    )
+    return env
+
+
+def status_label(status: str) -> str:
+    return STATUSES.get(status, STATUSES["tracked"])[0]
+
+
+def format_money(amount: float) -> str:
+    return f"${amount:,.0f}"
+
+
+def format_number(value: float) -> str:
+    """Percentage points and fees, always to one decimal ('1.0 points', '6.0%'), as the KPIs are shown."""
+    return f"{value:.1f}"
+
+
+def format_day(day: dt.date, year: bool = False) -> str:
+    return f"{day:%b} {day.day}, {day.year}" if year else f"{day:%a %b} {day.day}"
+
+
+def format_long_day(day: dt.date) -> str:
+    return f"{day:%A, %B} {day.day}, {day.year}"
+
+
+def format_period(period: str) -> str:
+    """2026-10 -> Oct 2026, 2026-11-06 -> Nov 6, 2026; ISO weeks stay as they are."""
+    if re.fullmatch(r"\d{4}-\d{2}", period):
+        return dt.date(int(period[:4]), int(period[5:]), 1).strftime("%b %Y")
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", period):
+        return format_day(dt.date.fromisoformat(period), year=True)
+    return period
+
+
+def lower_first(text: str) -> str:
+    """'Days in A/R' -> 'days in A/R' mid-sentence; an acronym ('A/R over 60 days', 'eNPS') stays as it is."""
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        return text[0].lower() + text[1:]
+    return text
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def wrap(text: str, indent: str = "") -> str:
+    """Plain-text paragraphs wrapped for mail readers; continuation lines indented under their bullet."""
+    return textwrap.fill(str(text), width=TEXT_WIDTH, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def bars(trend: Sequence[TrendPoint], status: str) -> list[Bar]:
+    """Heights scaled between the series' own minimum and maximum (a sparkline shows shape, not zero)."""
+    values = [point.value for point in trend]
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    span = high - low
+    colours = [BEFORE_GO_LIVE if point.before_go_live else AFTER_GO_LIVE for point in trend]
+    colours[-1] = STATUSES.get(status, STATUSES["tracked"])[1]
+    heights = [
+        BAR_HEIGHT // 2 if span == 0 else BAR_FLOOR + round((value - low) / span * (BAR_HEIGHT - BAR_FLOOR))
+        for value in values
+    ]
+    return [Bar(height, colour) for height, colour in zip(heights, colours, strict=True)]
+
+
+def spark(trend: Sequence[TrendPoint]) -> str:
+    values = [point.value for point in trend]
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high == low:
+        return SPARKS[3] * len(values)
+    return "".join(SPARKS[round((value - low) / (high - low) * (len(SPARKS) - 1))] for value in values)
+
+
+def trend_label(trend: Sequence[TrendPoint], unit: str) -> str:
+    """What a screen reader says for a chart: every period's value, oldest first."""
+    points = ", ".join(
+        f"{format_period(point.period)} {format_value(point.value, unit)}" if point.period
+        else format_value(point.value, unit)
+        for point in trend
+    )
+    return f"Last {len(trend)} periods, oldest first: {points}"
+
+
+def format_pulse(value: float, key: str) -> str:
+    if key == "enps":
+        return f"{value:+.0f}"
+    if key in PULSE_PERCENT:
+        return f"{value:.0f}%"
+    return f"{value:.1f}"
+
+
+def pulse_trend(values: Sequence[float]) -> tuple[TrendPoint, ...]:
+    return tuple(TrendPoint("", value, False) for value in values)

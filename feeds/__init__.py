@@ -1,0 +1,1 @@
+"""Input: vendor KPI feed files become validated observations, or are rejected whole with every reason."""

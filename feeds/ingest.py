@@ -1,0 +1,194 @@
+"""One file in, one outcome out: accepted, duplicate or rejected (with every problem)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from config import Config
+from feeds.parse import Fingerprint, Table, UnreadableRow, fingerprint, json_table, stream_table
+from feeds.store import DuplicateFile, StoreCounts, claim_file, merge, stage, staged_duplicates, staged_practices
+from feeds.validate import (
+    MAX_LISTED_PROBLEMS,
+    FeedOrigin,
+    Problem,
+    ProblemLog,
+    Rejected,
+    RowValidator,
+    canonical_rows,
+    validate_stream,
+)
+from pulse.detect import looks_like_survey
+from storage.db import session_scope
+from storage.models import FeedRejection, utcnow
+
+
+@dataclass
+class IngestResult:
+    path: str
+    status: str  # accepted | duplicate | rejected
+    kind: str = "feed"  # feed | pulse
+    rows: int = 0
+    counts: StoreCounts | None = None
+    problems: list[Problem] = field(default_factory=list)
+    practices: list[str] = field(default_factory=list)
+    moved_to: str | None = None
+    problem_count: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return self.status == "accepted" and (
+            self.counts is None or self.counts.inserted + self.counts.revised > 0
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "kind": self.kind,
+            "rows": self.rows,
+            "inserted": self.counts.inserted if self.counts else None,
+            "revised": self.counts.revised if self.counts else None,
+            "practices": self.practices,
+            "moved_to": self.moved_to,
+            "errors": [problem.as_dict() for problem in self.problems],
+            "error_count": max(self.problem_count, len(self.problems)),
+        }
+
+
+def origin_from_inbox(path: Path, inbox: Path | None) -> FeedOrigin:
+    """inbox/<practice>/<vendor>/<file> names the practice and the vendor."""
+    if inbox is None:
+        return FeedOrigin()
+    try:
+        parts = path.resolve().relative_to(inbox.resolve()).parts
+    except ValueError:
+        return FeedOrigin()
+    practice = parts[0] if len(parts) >= 2 else None
+    vendor = parts[1] if len(parts) >= 3 else None
+    return FeedOrigin(practice_id=practice, vendor_id=vendor)
+
+
+def is_pulse_export(head: bytes) -> bool:
+    return looks_like_survey(head)  # Google Forms, Microsoft Forms, SurveyMonkey or Qualtrics (pulse/detect.py)
+
+
+def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path | None = None,
+                practice: str | None = None, vendor: str | None = None, today: dt.date | None = None,
+                database_url: str | None = None, survey_tool: str | None = None) -> IngestResult:
+    """Ingest one feed file or pulse export (survey_tool: read it as that tool's export, without detecting).
+    The file is read twice, streaming (a fingerprint pass, then the parse), so memory does not grow with its size."""
+    fp = fingerprint(path)
+    inferred = origin_from_inbox(path, inbox)
+    origin = FeedOrigin(practice or inferred.practice_id, vendor or inferred.vendor_id)
+    if survey_tool or is_pulse_export(fp.head):
+        from pulse.ingest import ingest_pulse_export
+
+        return ingest_pulse_export(path, path.read_bytes(), config, origin.practice_id, database_url=database_url,
+                                   survey_tool=survey_tool, source=source, today=today)
+    return ingest_feed(path, fp, config, origin, source=source, today=today or dt.date.today(),
+                       database_url=database_url)
+
+
+class FileRejected(Exception):
+    def __init__(self, problems: ProblemLog):
+        super().__init__(f"{problems.total} problem(s)")
+        self.problems = problems
+
+
+def ingest_feed(path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin, *, source: str,
+                today: dt.date, database_url: str | None = None) -> IngestResult:
+    try:
+        with session_scope(database_url) as session:
+            feed = claim_file(session, sha256=fp.sha256, filename=path.name, source=source,
+                              practice_id=origin.practice_id, vendor_id=origin.vendor_id)
+            rows, counts, practices = load_and_merge(session, path, fp, config, origin, today, feed.id)
+            feed.rows = rows
+            if feed.practice_id is None and len(practices) == 1:
+                feed.practice_id = practices[0]
+    except DuplicateFile:
+        return IngestResult(str(path), "duplicate")
+    except FileRejected as rejected:
+        record_rejection(path, fp.sha256, source, list(rejected.problems), database_url)
+        return IngestResult(str(path), "rejected", problems=list(rejected.problems),
+                            problem_count=rejected.problems.total)
+    return IngestResult(str(path), "accepted", rows=rows, counts=counts, practices=practices)
+
+
+def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
+                   today: dt.date, feed_id: int) -> tuple[int, StoreCounts, list[str]]:
+    """Stage every valid row, then merge, in the caller's transaction; FileRejected (rolling it all back) if
+    any row, or the file as a whole, has a problem."""
+    problems = ProblemLog()
+    connection = session.connection()
+    try:
+        with open_table(path, fp) as table:
+            canonical = canonical_rows(table, config, origin)
+            validator = RowValidator(config, origin, today)
+            total = stage(connection, validate_stream(canonical.rows, validator, problems))
+        problems.add(staged_duplicates(connection, MAX_LISTED_PROBLEMS, canonical.period_column))
+    except Rejected as rejected:
+        problems.add(rejected.problems)
+    except UnreadableRow as exc:
+        problems.add([Problem(exc.row, None, None, exc.message)])
+    if problems:
+        problems.sort(key=lambda problem: problem.row)
+        raise FileRejected(problems)
+    counts = merge(connection, feed_id, utcnow())
+    return total, counts, staged_practices(connection)
+
+
+@contextmanager
+def open_table(path: Path, fp: Fingerprint) -> Iterator[Table]:
+    """The file as a table: JSON read whole (feeds in JSON are small), CSV streamed row by row."""
+    if path.suffix.lower() == ".json" or fp.head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        try:
+            table = json_table(path.read_bytes())
+        except ValueError as exc:  # only the document's shape: a ValueError from the caller's block is not ours
+            row, column, message = str(exc).split("|", 2)
+            raise Rejected([Problem(int(row), column or None, None, message)]) from exc
+        yield table
+        return
+    with path.open("r", encoding=fp.encoding, errors="replace", newline="") as stream:
+        yield stream_table(stream)
+
+
+def record_rejection(
+    path: Path, sha256: str, source: str, problems: list[Problem], database_url: str | None
+) -> None:
+    with session_scope(database_url) as session:
+        session.add(
+            FeedRejection(
+                sha256=sha256,
+                filename=path.name,
+                source=source,
+                errors=[problem.as_dict() for problem in problems],
+            )
+        )
+
+
+def file_away(result: IngestResult, path: Path, archive: Path, quarantine: Path, inbox: Path) -> None:
+    """Move an inbox file to archive/ (accepted, duplicate) or quarantine/ with its .errors.json (rejected).
+
+    A pulse export is deleted instead: it carries staff names, emails and comments, which vendorwatch must not
+    keep (only its aggregates are stored); a rejected one leaves just its .errors.json, which names no one."""
+    relative = path.resolve().relative_to(inbox.resolve())
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    target_root = quarantine if result.status == "rejected" else archive
+    target = target_root / relative.parent / f"{stamp}-{relative.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if result.kind == "pulse":
+        path.unlink()
+    else:
+        shutil.move(str(path), target)
+    if result.status == "rejected":
+        errors = {"file": str(relative), "errors": [p.as_dict() for p in result.problems]}
+        target.with_name(target.name + ".errors.json").write_text(json.dumps(errors, indent=2))
+    result.moved_to = None if result.kind == "pulse" else str(target)

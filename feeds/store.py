@@ -1,0 +1,162 @@
+"""Write one file's observations atomically, streaming.
+
+Rows are staged in a temporary table (PostgreSQL COPY, SQLite batched inserts) inside the file's transaction,
+checked there for duplicates, then merged into `observation` with one INSERT ... ON CONFLICT: new keys are
+inserted, changed values are superseded and their old values kept in `observation_revision`. The feed_file row
+goes in first: its unique sha256 makes a second copy of the same bytes (even from a second worker at the same
+moment) fail, and that transaction writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+from sqlalchemy import BindParameter, Connection, bindparam, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from feeds.validate import ObservationIn, Problem
+from storage.models import FeedFile, UTCDateTime
+
+BATCH = 5000
+KEY_MATCH = ("o.practice_id = s.practice_id AND o.vendor_id = s.vendor_id AND o.kpi = s.kpi "
+             "AND o.period = s.period AND o.segment = s.segment")
+STAGING_DDL = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS feed_staging (line INTEGER NOT NULL, practice_id VARCHAR(100) NOT NULL, "
+    "vendor_id VARCHAR(100) NOT NULL, kpi VARCHAR(100) NOT NULL, period VARCHAR(32) NOT NULL, "
+    "period_start DATE NOT NULL, period_end DATE NOT NULL, segment VARCHAR(200) NOT NULL, "
+    "value DOUBLE PRECISION NOT NULL)"
+)
+OBSERVATION_COLUMNS = "practice_id, vendor_id, kpi, period, period_start, period_end, segment, value"
+STAGING_COLUMNS = "line, practice_id, vendor_id, kpi, period, period_start, period_end, segment, value"
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    inserted: int
+    revised: int
+    unchanged: int
+
+
+class DuplicateFile(Exception):
+    """These exact bytes were accepted before."""
+
+
+def claim_file(session: Session, *, sha256: str, filename: str, source: str, practice_id: str | None,
+               vendor_id: str | None) -> FeedFile:
+    feed = FeedFile(sha256=sha256, filename=filename, source=source, practice_id=practice_id,
+                    vendor_id=vendor_id, rows=0)
+    session.add(feed)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise DuplicateFile(sha256) from exc
+    return feed
+
+
+def stage(connection: Connection, observations: Iterable[ObservationIn]) -> int:
+    """Load observations into the connection's staging table; returns how many."""
+    connection.execute(text(STAGING_DDL))
+    if connection.dialect.name != "postgresql":
+        connection.execute(text("DELETE FROM feed_staging"))
+        return insert_rows(connection, observations)
+    # TRUNCATE, not DELETE: a temporary table is never vacuumed, so deleted rows would pile up per connection.
+    # The duplicate check groups the whole file: give this transaction the memory to do it without disk sorts.
+    connection.execute(text("TRUNCATE feed_staging"))
+    connection.execute(text("SET LOCAL work_mem = '256MB'"))
+    count = copy_rows(connection, observations)
+    connection.execute(text("ANALYZE feed_staging"))
+    return count
+
+
+def staging_tuple(o: ObservationIn) -> tuple[object, ...]:
+    return (o.row, o.practice_id, o.vendor_id, o.kpi, o.period.label, o.period.start, o.period.end, o.segment,
+            o.value)
+
+
+def copy_rows(connection: Connection, observations: Iterable[ObservationIn]) -> int:
+    raw = connection.connection.driver_connection
+    count = 0
+    with raw.cursor() as cursor, cursor.copy(f"COPY feed_staging ({STAGING_COLUMNS}) FROM STDIN") as copy:  # type: ignore[union-attr]
+        for observation in observations:
+            copy.write_row(staging_tuple(observation))
+            count += 1
+    return count
+
+
+def insert_rows(connection: Connection, observations: Iterable[ObservationIn]) -> int:
+    statement = f"INSERT INTO feed_staging ({STAGING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    raw = connection.connection.driver_connection
+    iterator: Iterator[ObservationIn] = iter(observations)
+    count = 0
+    while batch := list(islice(iterator, BATCH)):
+        rows = [(o.row, o.practice_id, o.vendor_id, o.kpi, o.period.label, o.period.start.isoformat(),
+                 o.period.end.isoformat(), o.segment, o.value) for o in batch]
+        raw.executemany(statement, rows)  # type: ignore[union-attr]
+        count += len(rows)
+    return count
+
+
+def staged_duplicates(connection: Connection, limit: int, period_column: str = "period") -> list[Problem]:
+    """Each repeat of a (practice, vendor, kpi, period, segment) already given earlier in the same file."""
+    query = text(
+        "SELECT s.line, s.kpi, s.period, d.first_line FROM feed_staging s JOIN ("
+        " SELECT practice_id, vendor_id, kpi, period, segment, min(line) AS first_line FROM feed_staging"
+        " GROUP BY practice_id, vendor_id, kpi, period, segment HAVING count(*) > 1) d"
+        " ON s.practice_id = d.practice_id AND s.vendor_id = d.vendor_id AND s.kpi = d.kpi"
+        " AND s.period = d.period AND s.segment = d.segment"
+        " WHERE s.line <> d.first_line ORDER BY s.line LIMIT :limit"
+    )
+    return [Problem(line, period_column, period, f"{kpi} for this period and segment already given in row {first}")
+            for line, kpi, period, first in connection.execute(query, {"limit": limit})]
+
+
+def merge(connection: Connection, feed_file_id: int, now: dt.datetime) -> StoreCounts:
+    """Insert new keys, supersede changed values (keeping the old ones as revisions), leave equal ones alone."""
+    at = bindparam("now", value=now, type_=UTCDateTime())
+    total = connection.execute(text("SELECT count(*) FROM feed_staging")).scalar_one()
+    inserted = connection.execute(text(
+        f"SELECT count(*) FROM feed_staging s WHERE NOT EXISTS (SELECT 1 FROM observation o WHERE {KEY_MATCH})"
+    )).scalar_one()
+    if inserted == total and connection.dialect.name == "postgresql" and insert_new(connection, feed_file_id, at):
+        return StoreCounts(inserted=int(total), revised=0, unchanged=0)
+    revised = connection.execute(text(
+        "INSERT INTO observation_revision (observation_id, old_value, new_value, old_feed_file_id,"
+        " new_feed_file_id, revised_at)"
+        f" SELECT o.id, o.value, s.value, o.feed_file_id, :feed, :now FROM feed_staging s JOIN observation o"
+        f" ON {KEY_MATCH} WHERE o.value <> s.value"
+    ).bindparams(at), {"feed": feed_file_id}).rowcount
+    connection.execute(text(
+        f"INSERT INTO observation ({OBSERVATION_COLUMNS}, feed_file_id, updated_at)"
+        f" SELECT {OBSERVATION_COLUMNS}, :feed, :now FROM feed_staging WHERE true"
+        " ON CONFLICT (practice_id, vendor_id, kpi, period, segment) DO UPDATE SET value = excluded.value,"
+        " feed_file_id = excluded.feed_file_id, updated_at = excluded.updated_at"
+        " WHERE observation.value <> excluded.value"
+    ).bindparams(at), {"feed": feed_file_id})
+    return StoreCounts(inserted=int(inserted), revised=int(revised), unchanged=int(total - inserted - revised))
+
+
+def insert_new(connection: Connection, feed_file_id: int, at: BindParameter[dt.datetime]) -> bool:
+    """A first delivery (no key exists yet) needs no conflict handling; a plain INSERT costs far less. Should
+    another file add one of these keys meanwhile, the savepoint rolls back and the caller upserts instead."""
+    try:
+        with connection.begin_nested():
+            connection.execute(text(
+                f"INSERT INTO observation ({OBSERVATION_COLUMNS}, feed_file_id, updated_at)"
+                f" SELECT {OBSERVATION_COLUMNS}, :feed, :now FROM feed_staging"
+            ).bindparams(at), {"feed": feed_file_id})
+    except IntegrityError:
+        return False
+    return True
+
+
+def staged_practices(connection: Connection) -> list[str]:
+    return sorted(connection.execute(text("SELECT DISTINCT practice_id FROM feed_staging")).scalars())
+
+
+def staged_vendors(connection: Connection) -> list[tuple[str, str]]:
+    query = text("SELECT DISTINCT practice_id, vendor_id FROM feed_staging")
+    return sorted((p, v) for p, v in connection.execute(query))

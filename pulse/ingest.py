@@ -1,0 +1,147 @@
+"""Store one pulse export: aggregate scores only, once per exact file, in one transaction.
+
+The practice-level KPIs become observations of the synthetic staff vendor (period: the day the survey closed), so
+evaluation judges them with the same rules and lifecycle as vendor KPIs. A later export of the same survey (same
+first-response day, at least as many responses) replaces the stored figures; its KPI values are revisions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from config import Config, Practice
+from config.schema import SurveysFile
+from feeds.ingest import IngestResult, record_rejection
+from feeds.periods import Period
+from feeds.store import DuplicateFile, StoreCounts, claim_file, merge, stage
+from feeds.validate import ObservationIn, Problem
+from pulse.anonymity import visible_groups
+from pulse.forms import Respondent, Responses, SurveyRejected, parse_export
+from pulse.scores import score, score_respondents
+from pulse.staff import STAFF_VENDOR_ID
+from storage.db import session_scope
+from storage.models import Observation, PulseSurvey, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What is kept of a survey: practice scores and the groups that may be shown."""
+
+    scores: dict[str, float]
+    groups: dict[str, Any] | None
+
+
+class OlderExport(Exception):
+    """An earlier export of a survey whose later export (more responses) is already stored."""
+
+
+def ingest_pulse_export(path: Path, data: bytes, config: Config, practice_id: str | None, *,
+                        database_url: str | None = None, survey_tool: str | None = None, source: str = "cli",
+                        today: dt.date | None = None) -> IngestResult:
+    sha256 = hashlib.sha256(data).hexdigest()
+    practice = config.practice(practice_id or "")
+    if practice is None:
+        where = practice_id or "(none: put the export in inbox/<practice>/ or pass --practice)"
+        return reject(path, sha256, source, [Problem(1, None, where, "unknown practice for this pulse survey")],
+                      database_url)
+    try:
+        responses = parse_export(data, config.surveys, survey_tool)
+    except SurveyRejected as exc:
+        return reject(path, sha256, source, exc.problems, database_url)
+    if responses.closed_on > (today or dt.date.today()) + dt.timedelta(days=1):
+        problem = Problem(1, None, responses.closed_on.isoformat(),
+                          "the latest response is dated in the future: check the export's date format")
+        return reject(path, sha256, source, [problem], database_url)
+    summary = summarise(responses, practice, config.surveys)
+    try:
+        with session_scope(database_url) as session:
+            feed = claim_file(session, sha256=sha256, filename=path.name, source=source, practice_id=practice.id,
+                              vendor_id=STAFF_VENDOR_ID)
+            feed.rows = responses.count
+            store_survey(session, practice, responses, summary, sha256, feed.id)
+            counts = store_observations(session, config, practice, responses.closed_on, summary.scores, feed.id)
+    except DuplicateFile:
+        return IngestResult(str(path), "duplicate", kind="pulse", rows=responses.count, practices=[practice.id])
+    except OlderExport as exc:
+        return reject(path, sha256, source, [Problem(1, None, None, str(exc))], database_url)
+    if responses.unmapped_questions:
+        # A count only: enough for an operator to look at surveys.yaml, nothing a respondent wrote.
+        log.info("%s: %d question(s) not in surveys.yaml", path.name, len(responses.unmapped_questions))
+    return IngestResult(str(path), "accepted", kind="pulse", rows=responses.count, counts=counts,
+                        practices=[practice.id])
+
+
+def reject(path: Path, sha256: str, source: str, problems: list[Problem], database_url: str | None) -> IngestResult:
+    record_rejection(path, sha256, source, problems, database_url)
+    return IngestResult(str(path), "rejected", kind="pulse", problems=problems)
+
+
+def summarise(responses: Responses, practice: Practice, surveys: SurveysFile) -> Summary:
+    """Scores answered by at least min_group_size people (with fewer responses: participation only), and the
+    groups that may be shown; smaller groups are dropped here, before anything is stored."""
+    minimum = surveys.min_group_size
+    members = group_members(responses.respondents)
+    shown = visible_groups(responses.count, {name: len(people) for name, people in members.items()}, minimum)
+    groups = {name: {"responses": len(members[name]), "scores": score_respondents(members[name], minimum)}
+              for name in shown}
+    return Summary(score(responses, practice.staff_count, minimum), groups if members else None)
+
+
+def group_members(respondents: list[Respondent]) -> dict[str, list[Respondent]]:
+    """Respondents per answer to the grouping question ('front desk' and 'Front Desk' are one group, named as
+    first written); those who left it blank belong to no group."""
+    names: dict[str, str] = {}
+    members: dict[str, list[Respondent]] = {}
+    for respondent in respondents:
+        if respondent.group is None:
+            continue
+        name = names.setdefault(respondent.group.casefold(), respondent.group)
+        members.setdefault(name, []).append(respondent)
+    return members
+
+
+def store_survey(session: Session, practice: Practice, responses: Responses, summary: Summary, sha256: str,
+                 feed_file_id: int) -> None:
+    stored = session.scalars(select(PulseSurvey).where(PulseSurvey.practice_id == practice.id,
+                                                       PulseSurvey.opened_on == responses.opened_on)).first()
+    if stored is None:
+        stored = PulseSurvey(practice_id=practice.id, opened_on=responses.opened_on)
+        session.add(stored)
+    elif responses.count < stored.responses or responses.closed_on < stored.closed_on:
+        raise OlderExport(f"an export of this survey with more responses ({stored.responses}, the last on "
+                          f"{stored.closed_on.isoformat()}) is already stored; this one is older")
+    elif stored.closed_on != responses.closed_on:
+        move_observations(session, practice.id, stored.closed_on, responses.closed_on)
+    stored.sha256, stored.tool, stored.closed_on = sha256, responses.tool, responses.closed_on
+    stored.responses, stored.staff_count = responses.count, practice.staff_count
+    stored.scores, stored.groups, stored.feed_file_id = summary.scores, summary.groups, feed_file_id
+    stored.received_at = utcnow()
+    session.flush()
+
+
+def move_observations(session: Session, practice_id: str, old: dt.date, new: dt.date) -> None:
+    """A later export closes later: its values revise the same observations, now dated by the new closing day."""
+    session.execute(update(Observation)
+                    .where(Observation.practice_id == practice_id, Observation.vendor_id == STAFF_VENDOR_ID,
+                           Observation.period == old.isoformat())
+                    .values(period=new.isoformat(), period_start=new, period_end=new))
+
+
+def store_observations(session: Session, config: Config, practice: Practice, closed_on: dt.date,
+                       scores: dict[str, float], feed_file_id: int) -> StoreCounts:
+    period = Period(closed_on, closed_on, closed_on.isoformat())
+    rows = [ObservationIn(practice.id, STAFF_VENDOR_ID, kpi, period, "all", value, 1)
+            for kpi, value in scores.items() if config.kpi(kpi) is not None]
+    connection = session.connection()
+    stage(connection, rows)
+    return merge(connection, feed_file_id, utcnow())

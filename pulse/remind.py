@@ -1,0 +1,68 @@
+"""Staff check-in reminders: one operator message per due check-in, exactly once.
+
+The pulse_reminder row (unique per practice and check-in) is claimed in the same transaction that writes the
+message to the outbox, so a second beat, a rerun or two workers at once never remind twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from alerts.operator import enqueue_operator_alert
+from config import Config, Practice
+from pulse.schedule import CheckIn, reminders_due
+from storage.db import session_scope
+from storage.models import PulseReminder, PulseSurvey
+
+
+def send_checkin_reminders(config: Config, *, as_of: dt.date | None = None,
+                           database_url: str | None = None) -> list[int]:
+    """Write a reminder for every check-in due today that has none yet; the outbox ids to deliver."""
+    as_of = as_of or dt.date.today()
+    notification_ids = []
+    for practice in config.practices:
+        if practice.pulse.cadence_days is None:
+            continue
+        with session_scope(database_url) as session:
+            closings = list(session.scalars(select(PulseSurvey.closed_on)
+                                            .where(PulseSurvey.practice_id == practice.id)))
+            for checkin in reminders_due(practice, closings, as_of):
+                notification_id = remind_once(session, config, practice, checkin)
+                if notification_id is not None:
+                    notification_ids.append(notification_id)
+    return notification_ids
+
+
+def remind_once(session: Session, config: Config, practice: Practice, checkin: CheckIn) -> int | None:
+    """Claim the check-in, then write its message; None when it was claimed before (or no route takes it)."""
+    reminder = PulseReminder(practice_id=practice.id, checkin=checkin.key, due_on=checkin.due_on)
+    try:
+        with session.begin_nested():
+            session.add(reminder)
+    except IntegrityError:
+        return None
+    title, message = reminder_text(practice, checkin)
+    reminder.notification_id = enqueue_operator_alert(
+        session, config, title=title, message=message, practice_id=practice.id,
+        details=[f"Export the responses as CSV and drop the file in inbox/{practice.id}/ (or run: vendorwatch "
+                 f"ingest FILE --practice {practice.id}).",
+                 f"Results are shown only for groups of at least {config.surveys.min_group_size} people; "
+                 "names, emails and comments are never stored."],
+    )
+    return reminder.notification_id
+
+
+def reminder_text(practice: Practice, checkin: CheckIn) -> tuple[str, str]:
+    due = checkin.due_on.isoformat()
+    if checkin.vendor_name and checkin.go_live:
+        return (f"Staff check-in due: {practice.name}, two weeks after {checkin.vendor_name} went live",
+                f"{checkin.vendor_name} went live on {checkin.go_live.isoformat()}. The first one to two weeks "
+                f"after a change are when staff most need to be heard: send the staff pulse survey so it closes "
+                f"by {due}, and ask what still feels unclear or uncertain.")
+    return (f"Staff pulse due: {practice.name}, by {due}",
+            f"The next staff pulse survey is due by {due} (every {practice.pulse.cadence_days} days). Send it this "
+            "week; the results show how workload, clarity, trust and burnout move while the vendors settle in.")

@@ -1,0 +1,1 @@
+"""State: SQLAlchemy models, engine and session helpers, Alembic migrations."""

@@ -1,0 +1,277 @@
+"""Every fact vendorwatch keeps. Idempotency lives here, as unique constraints."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes on every database: SQLite would otherwise hand back naive ones."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; vendorwatch stores aware UTC times only")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        dt.datetime: UTCDateTime(),
+    }
+
+
+class FeedFile(Base):
+    """An accepted feed file. sha256 is unique: the same bytes twice is a no-op."""
+
+    __tablename__ = "feed_file"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    source: Mapped[str] = mapped_column(String(20))
+    practice_id: Mapped[str | None] = mapped_column(String(100))
+    vendor_id: Mapped[str | None] = mapped_column(String(100))
+    rows: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class FeedRejection(Base):
+    """A rejected feed file and every problem found in it; no observation of it is stored."""
+
+    __tablename__ = "feed_rejection"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    source: Mapped[str] = mapped_column(String(20))
+    errors: Mapped[list[Any]] = mapped_column()
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Observation(Base):
+    """The current value of one KPI for one period; earlier values live in ObservationRevision."""
+
+    __tablename__ = "observation"
+    __table_args__ = (
+        UniqueConstraint("practice_id", "vendor_id", "kpi", "period", "segment", name="uq_observation_key"),
+        Index("ix_observation_series", "practice_id", "vendor_id", "kpi", "segment", "period_start"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    practice_id: Mapped[str] = mapped_column(String(100))
+    vendor_id: Mapped[str] = mapped_column(String(100))
+    kpi: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(32))
+    period_start: Mapped[dt.date] = mapped_column(Date)
+    period_end: Mapped[dt.date] = mapped_column(Date)
+    segment: Mapped[str] = mapped_column(String(200), default="all")
+    value: Mapped[float] = mapped_column(Float)
+    feed_file_id: Mapped[int] = mapped_column(ForeignKey("feed_file.id"))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ObservationRevision(Base):
+    """A corrected re-delivery: which file changed which value, when, from what to what."""
+
+    __tablename__ = "observation_revision"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    observation_id: Mapped[int] = mapped_column(ForeignKey("observation.id"), index=True)
+    old_value: Mapped[float] = mapped_column(Float)
+    new_value: Mapped[float] = mapped_column(Float)
+    old_feed_file_id: Mapped[int] = mapped_column(ForeignKey("feed_file.id"))
+    new_feed_file_id: Mapped[int] = mapped_column(ForeignKey("feed_file.id"))
+    revised_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PulseSurvey(Base):
+    """One staff pulse survey: aggregate scores only; no respondent identity is ever stored.
+
+    A survey is known by its practice and the day of its first response: a later export of the same survey (more
+    responses since) replaces this row's figures, and its KPI observations are revised."""
+
+    __tablename__ = "pulse_survey"
+    __table_args__ = (
+        UniqueConstraint("sha256", name="uq_pulse_survey_sha256"),
+        UniqueConstraint("practice_id", "opened_on", name="uq_pulse_survey_opened"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    practice_id: Mapped[str] = mapped_column(String(100), index=True)
+    tool: Mapped[str] = mapped_column(String(30))
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    closed_on: Mapped[dt.date] = mapped_column(Date)
+    responses: Mapped[int] = mapped_column(Integer)
+    staff_count: Mapped[int | None] = mapped_column(Integer)
+    scores: Mapped[dict[str, Any]] = mapped_column()
+    # Only the groups that may be shown: {name: {"responses": n, "scores": {...}}}; None when the export had no
+    # grouping question. Smaller groups are never stored.
+    groups: Mapped[dict[str, Any] | None] = mapped_column()
+    feed_file_id: Mapped[int | None] = mapped_column(ForeignKey("feed_file.id"))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PulseReminder(Base):
+    """A staff check-in reminder, claimed once per (practice, check-in) before its message goes to the outbox."""
+
+    __tablename__ = "pulse_reminder"
+    __table_args__ = (UniqueConstraint("practice_id", "checkin", name="uq_pulse_reminder_checkin"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    practice_id: Mapped[str] = mapped_column(String(100))
+    checkin: Mapped[str] = mapped_column(String(200))
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notification.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Alert(Base):
+    """One alert, identified by (rule, practice, vendor, kpi, segment); its state moves, the row stays."""
+
+    __tablename__ = "alert"
+    __table_args__ = (
+        UniqueConstraint("rule", "practice_id", "vendor_id", "kpi", "segment", name="uq_alert_identity"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(String(30))
+    practice_id: Mapped[str] = mapped_column(String(100))
+    vendor_id: Mapped[str] = mapped_column(String(100))
+    kpi: Mapped[str] = mapped_column(String(100))
+    segment: Mapped[str] = mapped_column(String(200), default="all")
+    state: Mapped[str] = mapped_column(String(20))
+    severity: Mapped[str] = mapped_column(String(20))
+    value: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    period: Mapped[str] = mapped_column(String(32))
+    learning: Mapped[bool] = mapped_column(default=False)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column()
+    last_notified_at: Mapped[dt.datetime | None] = mapped_column()
+    # An acknowledgement stops repeats until the severity changes (then it is cleared).
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column()
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class AlertEvent(Base):
+    """Every state change of an alert, in order: the audit trail."""
+
+    __tablename__ = "alert_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    event: Mapped[str] = mapped_column(String(30))
+    severity: Mapped[str] = mapped_column(String(20))
+    value: Mapped[float] = mapped_column(Float)
+    period: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """The outbox: a message to send, written with the state change that caused it, claimed before sending."""
+
+    __tablename__ = "notification"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    practice_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    severity: Mapped[str] = mapped_column(String(20))
+    tags: Mapped[list[Any]] = mapped_column()
+    title: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class DeliveryAttempt(Base):
+    """One try to send one notification to one target."""
+
+    __tablename__ = "delivery_attempt"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notification.id"), index=True)
+    channel_key: Mapped[str] = mapped_column(String(64))
+    channel_label: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DigestRun(Base):
+    """A weekly digest claimed for (practice, week) before it is sent: exactly once per week."""
+
+    __tablename__ = "digest_run"
+    __table_args__ = (UniqueConstraint("practice_id", "week", name="uq_digest_practice_week"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    practice_id: Mapped[str] = mapped_column(String(100))
+    week: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="claimed")
+    subject: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Rerun(Base):
+    """An operator's manual rerun: who, when, what."""
+
+    __tablename__ = "rerun"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task: Mapped[str] = mapped_column(String(50))
+    arguments: Mapped[dict[str, Any]] = mapped_column()
+    requested_by: Mapped[str] = mapped_column(String(100))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class FeedPull(Base):
+    """One HTTPS pull of a vendor's feed: fetched (a new inbox file), unchanged (same SHA-256) or failed.
+
+    Never holds the auth token: `error` texts are scrubbed of it before they get here."""
+
+    __tablename__ = "feed_pull"
+    __table_args__ = (Index("ix_feed_pull_vendor", "practice_id", "vendor_id", "attempted_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    practice_id: Mapped[str] = mapped_column(String(100))
+    vendor_id: Mapped[str] = mapped_column(String(100))
+    attempted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    file_name: Mapped[str | None] = mapped_column(String(500))
+
+
+class Silence(Base):
+    """Mute notifications for alerts matching (practice, vendor, kpi) until a time; None matches any.
+
+    Alerts under a silence still change state and are recorded; only the push is withheld."""
+
+    __tablename__ = "silence"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    practice_id: Mapped[str | None] = mapped_column(String(100))
+    vendor_id: Mapped[str | None] = mapped_column(String(100))
+    kpi: Mapped[str | None] = mapped_column(String(100))
+    starts_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ends_at: Mapped[dt.datetime] = mapped_column()
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    lifted_at: Mapped[dt.datetime | None] = mapped_column()
+    lifted_by: Mapped[str | None] = mapped_column(String(100))

@@ -1,0 +1,68 @@
+"""ingest.scan_inbox lists the inbox; ingest.file ingests one file and asks for an evaluation if data changed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from feeds.inbox import list_inbox, process_inbox_file
+from feeds.ingest import IngestResult
+from storage.db import session_scope
+from tasks.context import current_config
+from worker.app import app
+from worker.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name="ingest.scan_inbox")
+def scan_inbox() -> list[str]:
+    paths = [str(path) for path in list_inbox(get_settings().inbox)]
+    for path in paths:
+        ingest_file.delay(path)
+    return paths
+
+
+@app.task(name="ingest.file")
+def ingest_file(path: str, evaluate: bool = True, settled: bool = False) -> dict[str, object]:
+    """settled=True: the caller (the inbox watcher) already saw the upload finish; skip the stability wait."""
+    result = process_inbox_file(Path(path), current_config(), get_settings(), settled=settled)
+    if result is None:
+        return {"path": path, "status": "gone"}
+    if result.status == "rejected":
+        alert_operator(Path(path), result)
+    if evaluate and result.changed:
+        from tasks.evaluate import evaluate_task
+
+        for practice in result.practices:
+            evaluate_task.delay(practice_id=practice)
+    return result.as_dict()
+
+
+def alert_operator(path: Path, result: IngestResult) -> None:
+    """A rejected inbox file is an operator's job: say which file, where it went, and why."""
+    from alerts.operator import enqueue_operator_alert
+    from tasks.deliver import deliver_task
+
+    inbox = get_settings().inbox
+    try:
+        name = str(path.resolve().relative_to(inbox.resolve()))
+    except ValueError:
+        name = path.name
+    practice = name.split("/", 1)[0] if "/" in name else None
+    count = max(result.problem_count, len(result.problems))
+    what = "Pulse export" if result.kind == "pulse" else "Feed"
+    where = ("It was deleted, since it names staff; the problems are listed in quarantine/ "
+             "(.errors.json). Fix the export and drop it in the inbox again." if result.kind == "pulse" else
+             f"It was moved to {result.moved_to}; the full list of problems is in the .errors.json beside it. "
+             "Fix the file and drop it in the inbox again.")
+    with session_scope() as session:
+        notification_id = enqueue_operator_alert(
+            session, current_config(),
+            title=f"{what} rejected: {name} ({count} problem{'s' if count != 1 else ''})",
+            message=f"Nothing from this file was stored. {where}",
+            details=[str(problem) for problem in result.problems],
+            practice_id=practice if practice and current_config().practice(practice) else None,
+        )
+    if notification_id is not None:
+        deliver_task.delay(notification_id)

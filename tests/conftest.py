@@ -1,0 +1,116 @@
+"""Shared fixtures: real PostgreSQL and Redis (started if down, never skipped), loopback TLS and SMTP servers,
+and an isolated vendorwatch environment per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.services import (
+    drop_postgres_database,
+    ensure_postgres,
+    ensure_redis,
+    free_redis_db,
+    fresh_postgres_database,
+    release_redis_db,
+)
+from tests.support.smtp_capture import CapturingSMTPServer
+from tests.support.tls_capture import CapturingHTTPSServer
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TEST_CONFIG = FIXTURES / "config"
+WORKFLOW_ID, WORKFLOW_SIG = "abc123def456", "sigABC123xyz"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_services() -> None:
+    ensure_redis()
+    ensure_postgres()
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    from storage.db import engine_for, upgrade
+
+    url = fresh_postgres_database()
+    upgrade(url)
+    yield url
+    engine_for(url).dispose()
+    drop_postgres_database(url)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    url = free_redis_db()
+    yield url
+    release_redis_db(url)
+
+
+@pytest.fixture
+def teams_server() -> Iterator[CapturingHTTPSServer]:
+    server = CapturingHTTPSServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[CapturingSMTPServer]:
+    server = CapturingSMTPServer().start()
+    yield server
+    server.stop()
+
+
+def channel_environment(teams: CapturingHTTPSServer, smtp: CapturingSMTPServer) -> dict[str, str]:
+    return {
+        "TEST_TEAMS_URL": f"workflows://127.0.0.1:{teams.port}/{WORKFLOW_ID}/{WORKFLOW_SIG}",
+        "TEST_ALERT_EMAIL_URL": f"mailto://127.0.0.1:{smtp.port}?mode=insecure&from=vendorwatch@localhost"
+        "&to=alerts@maple.example",
+        "TEST_DIGEST_EMAIL_URL": f"mailto://127.0.0.1:{smtp.port}?mode=insecure&from=vendorwatch@localhost",
+        "REQUESTS_CA_BUNDLE": str(teams.ca_bundle_path),
+    }
+
+
+@pytest.fixture
+def vw_env(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    postgres_url: str,
+    teams_server: CapturingHTTPSServer,
+    smtp_server: CapturingSMTPServer,
+) -> Iterator[dict[str, str]]:
+    """A complete vendorwatch environment (test config, PostgreSQL, loopback channels) for this process."""
+    environment = {
+        "VENDORWATCH_CONFIG": str(TEST_CONFIG),
+        "VENDORWATCH_DATA_DIR": str(tmp_path / "var"),
+        "VENDORWATCH_DATABASE_URL": postgres_url,
+        **channel_environment(teams_server, smtp_server),
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("VENDORWATCH_BROKER_URL", raising=False)
+    reset_caches()
+    yield environment
+    reset_caches()
+
+
+def reset_caches() -> None:
+    from tasks.context import current_config
+    from worker.settings import get_settings
+
+    get_settings.cache_clear()
+    current_config.cache_clear()
+
+
+def subprocess_env(extra: dict[str, str]) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VENDORWATCH_")}
+    environment.update(extra)
+    environment["NO_PROXY"] = "127.0.0.1,localhost"
+    return environment

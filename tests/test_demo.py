@@ -1,0 +1,149 @@
+"""`vendorwatch demo` as a user runs it: a fresh folder, no servers, no settings, done in under a minute."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import subprocess_env
+from tests.worker_process import BIN
+
+WEEK = "2026-W48"  # the demo evaluates as of 2026-11-23
+PRACTICES = ("oakridge-fm", "lakeside-peds")
+TIMEOUT_S = 120
+ACCEPTANCE_S = 60  # the issue's acceptance criterion: "runs in under a minute"
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    folder: Path
+    result: subprocess.CompletedProcess[str]
+    seconds: float
+
+    @property
+    def out(self) -> Path:
+        return self.folder / "out"
+
+    @property
+    def stdout_words(self) -> str:
+        """stdout with the console's line wrapping undone."""
+        return " ".join(self.result.stdout.split())
+
+
+def run_demo(folder: Path, *options: str) -> DemoRun:
+    folder.mkdir(parents=True, exist_ok=True)
+    env = subprocess_env({})
+    assert not [name for name in env if name.startswith("VENDORWATCH_")]
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(BIN / "vendorwatch"), *options, "demo"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    return DemoRun(folder, result, time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    return run_demo(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(scope="module")
+def json_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    return run_demo(tmp_path_factory.mktemp("json-demo"), "--json")
+
+
+def digest_path(run: DemoRun, practice: str, suffix: str) -> Path:
+    return run.out / f"digest-{practice}-{WEEK}.{suffix}"
+
+
+def notification_files(out: Path) -> dict[int, list[str]]:
+    """notification id -> the names of the messages the dry run wrote for it."""
+    files: dict[int, list[str]] = {}
+    for path in sorted((out / "alerts").iterdir()):
+        match = re.match(r"notification-(\d+)-", path.name)
+        assert match, f"unexpected file in out/alerts: {path.name}"
+        files.setdefault(int(match.group(1)), []).append(path.name)
+    return files
+
+
+def test_demo_exits_zero_in_under_a_minute(demo: DemoRun) -> None:
+    assert demo.result.returncode == 0, demo.result.stdout + demo.result.stderr
+    assert demo.seconds < ACCEPTANCE_S, f"the demo took {demo.seconds:.1f} s"
+
+
+def test_demo_writes_this_weeks_html_and_text_digest_for_both_practices(demo: DemoRun) -> None:
+    for practice in PRACTICES:
+        for suffix in ("html", "txt"):
+            path = digest_path(demo, practice, suffix)
+            assert path.is_file(), f"missing {path.name}; out/ holds {sorted(p.name for p in demo.out.iterdir())}"
+            assert path.stat().st_size > 0
+
+
+def test_demo_html_digests_have_no_script_and_no_external_assets(demo: DemoRun) -> None:
+    for practice in PRACTICES:
+        html = digest_path(demo, practice, "html").read_text(encoding="utf-8").lower()
+        assert "<table" in html
+        assert "<script" not in html
+        assert not re.search(r"""\ssrc\s*=\s*["']?\s*(https?:)?//""", html)
+        assert not re.search(r"""<link[^>]*href\s*=\s*["']?\s*(https?:)?//""", html)
+        assert not re.search(r"""url\(\s*["']?\s*(https?:)?//""", html)
+
+
+def test_demo_text_digest_of_oakridge_covers_denials_and_the_staff_pulse(demo: DemoRun) -> None:
+    text = digest_path(demo, "oakridge-fm", "txt").read_text(encoding="utf-8").lower()
+
+    assert "initial denial rate" in text
+    assert "staff pulse" in text
+
+
+def test_demo_prints_the_alerts_it_sent(demo: DemoRun) -> None:
+    printed = demo.stdout_words
+
+    assert printed.count("Alert sent (dry run)") == 2, demo.result.stdout
+    assert "CRITICAL Oakridge Family Medicine: Acme RCM Initial denial rate" in printed
+    assert ("Critical: Initial denial rate, Acme RCM 9.6% for 2026-10, above the 9.0% threshold "
+            "(before go-live: 11.0%; change -1.4 pts).") in printed
+    assert "CRITICAL Lakeside Pediatrics: Acme RCM Charge lag" in printed
+    assert ("Critical: Charge lag, Acme RCM 5.6 days for 2026-10, above the 5.0 days threshold "
+            "(before go-live: 2.2 days; change +3.4 days).") in printed
+    assert "Next step: Raise it with Acme RCM this week" in printed
+
+
+def test_demo_writes_a_teams_and_an_email_message_per_notification(demo: DemoRun) -> None:
+    files = notification_files(demo.out)
+
+    assert len(files) == demo.stdout_words.count("Alert sent (dry run)")
+    for notification_id, names in files.items():
+        assert any(re.fullmatch(rf"notification-{notification_id}-teams-.*\.md", n) for n in names), names
+        assert any(re.fullmatch(rf"notification-{notification_id}-email-.*\.html", n) for n in names), names
+    teams_messages = [name for names in files.values() for name in names if name.endswith(".md")]
+    teams_text = " ".join((demo.out / "alerts" / name).read_text(encoding="utf-8") for name in teams_messages)
+    assert "Initial denial rate" in teams_text
+    assert "Charge lag" in teams_text
+
+
+def test_demo_json_output_is_a_summary_with_alerts_and_digests(json_demo: DemoRun) -> None:
+    assert json_demo.result.returncode == 0, json_demo.result.stdout + json_demo.result.stderr
+
+    summary: dict[str, Any] = json.loads(json_demo.result.stdout)
+
+    assert {"alerts_sent", "digests"} <= set(summary)
+    titles = " ".join(alert["title"] for alert in summary["alerts_sent"])
+    assert "Initial denial rate" in titles and "Charge lag" in titles
+    # Each digest as HTML, text and the whole email (.eml), and the region's roll-up for its leader.
+    stems = [*(f"digest-{practice}" for practice in PRACTICES), "region-midwest"]
+    assert {Path(path).name for path in summary["digests"]} == {
+        f"{stem}-{WEEK}.{suffix}" for stem in stems for suffix in ("html", "txt", "eml")
+    }
+    assert set(notification_files(json_demo.out)) == {alert["id"] for alert in summary["alerts_sent"]}

@@ -1,0 +1,126 @@
+"""The Alembic migrations build exactly the schema the models describe, on SQLite and on PostgreSQL, both ways."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from storage.db import downgrade, engine_for, upgrade
+from storage.models import Base
+from tests.conftest import subprocess_env
+from tests.support.services import drop_postgres_database, fresh_postgres_database
+from tests.worker_process import vendorwatch
+
+# The unique constraints that carry idempotency (ARCHITECTURE.md, "Idempotency is a database fact"):
+# table -> (constraint name or None when the model leaves it unnamed, its columns in order).
+IDEMPOTENCY_CONSTRAINTS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "feed_file": (None, ("sha256",)),
+    "observation": ("uq_observation_key", ("practice_id", "vendor_id", "kpi", "period", "segment")),
+    "alert": ("uq_alert_identity", ("rule", "practice_id", "vendor_id", "kpi", "segment")),
+    "digest_run": ("uq_digest_practice_week", ("practice_id", "week")),
+}
+MODEL_TABLES = set(Base.metadata.tables)
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """An EMPTY PostgreSQL database (no migrations applied), dropped afterwards."""
+    url = fresh_postgres_database()
+    yield url
+    engine_for(url).dispose()
+    drop_postgres_database(url)
+
+
+@pytest.fixture
+def empty_sqlite_url(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'vendorwatch.sqlite'}"
+    yield url
+    engine_for(url).dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest) -> str:
+    fixture = "empty_sqlite_url" if request.param == "sqlite" else "empty_postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+def table_names(url: str) -> set[str]:
+    return set(inspect(engine_for(url)).get_table_names())
+
+
+def unique_constraints(url: str, table: str) -> list[tuple[str | None, tuple[str, ...]]]:
+    """(name, columns) of every unique constraint, plus unique indexes (how some backends report them)."""
+    inspector = inspect(engine_for(url))
+    found = [(c["name"], tuple(c["column_names"])) for c in inspector.get_unique_constraints(table)]
+    found += [
+        (i["name"], tuple(str(column) for column in i["column_names"]))
+        for i in inspector.get_indexes(table)
+        if i["unique"]
+    ]
+    return found
+
+
+def assert_idempotency_constraints_exist(url: str) -> None:
+    for table, (name, columns) in IDEMPOTENCY_CONSTRAINTS.items():
+        found = unique_constraints(url, table)
+        assert columns in [found_columns for _, found_columns in found], (
+            f"{table}: no unique constraint on {columns}; found {found}"
+        )
+        if name is not None:
+            assert (name, columns) in found, f"{table}: constraint {name} on {columns} missing; found {found}"
+
+
+def test_upgrade_creates_every_model_table(empty_database_url: str) -> None:
+    assert not table_names(empty_database_url) & MODEL_TABLES
+
+    upgrade(empty_database_url)
+
+    assert table_names(empty_database_url) >= MODEL_TABLES
+    assert "alembic_version" in table_names(empty_database_url)
+
+
+def test_upgrade_creates_the_unique_constraints_that_carry_idempotency(empty_database_url: str) -> None:
+    upgrade(empty_database_url)
+
+    assert_idempotency_constraints_exist(empty_database_url)
+
+
+def test_downgrade_to_base_removes_every_table_and_upgrade_works_again(empty_database_url: str) -> None:
+    upgrade(empty_database_url)
+
+    downgrade(empty_database_url, "base")
+
+    assert table_names(empty_database_url) <= {"alembic_version"}
+
+    upgrade(empty_database_url)
+
+    assert table_names(empty_database_url) >= MODEL_TABLES
+    assert_idempotency_constraints_exist(empty_database_url)
+
+
+def test_migrations_match_the_models_on_postgresql(empty_postgres_url: str) -> None:
+    """A model change without a migration shows up here as a difference."""
+    upgrade(empty_postgres_url)
+
+    with engine_for(empty_postgres_url).connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+        differences = compare_metadata(context, Base.metadata)
+
+    assert differences == []
+
+
+def test_db_upgrade_command_migrates_an_empty_postgresql_database(empty_postgres_url: str, tmp_path: Path) -> None:
+    # The README form of the URL (plain postgresql://), as an operator would export it.
+    libpq_url = empty_postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    env = subprocess_env({"VENDORWATCH_DATABASE_URL": libpq_url, "VENDORWATCH_DATA_DIR": str(tmp_path / "var")})
+
+    result = vendorwatch("db", "upgrade", env=env, check=False, timeout=120)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert table_names(empty_postgres_url) >= MODEL_TABLES
+    assert_idempotency_constraints_exist(empty_postgres_url)

@@ -1,0 +1,1 @@
+"""The runtime: environment settings, the Celery app and its beat schedule, the CLI, the demo."""

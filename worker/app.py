@@ -1,0 +1,102 @@
+"""The Celery app, its settings and the beat schedule.
+
+Broker: VENDORWATCH_BROKER_URL (redis://... in production). Unset, kombu's filesystem transport under
+<data_dir>/broker: no server, one machine only, and a task in flight when the worker is killed is lost (the
+transport cannot redeliver it); the next inbox scan or scheduled evaluation redoes the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from celery import Celery
+from celery.schedules import crontab
+
+from worker.settings import Settings, get_settings
+
+TASK_MODULES = ["tasks.ingest", "tasks.evaluate", "tasks.deliver", "tasks.digest", "tasks.pull", "tasks.pulse"]
+# The longest task may run this long before the worker kills it ...
+TASK_TIME_LIMIT = 600
+# ... and Redis hands an unacknowledged task to another worker only after this long. It must stay well above the
+# time limit, or a slow task would run twice while acks_late holds its acknowledgement.
+VISIBILITY_TIMEOUT = 3600
+
+
+def broker_options(settings: Settings) -> tuple[str, dict[str, object]]:
+    if settings.broker_url:
+        return settings.broker_url, {"visibility_timeout": VISIBILITY_TIMEOUT}
+    folder = (settings.data_dir / "broker").resolve()
+    for sub in ("queue", "processed", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return "filesystem://localhost/", {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
+        "store_processed": False,
+    }
+
+
+def beat_schedule() -> dict[str, dict[str, object]]:
+    return {
+        "scan-inbox": {
+            "task": "ingest.scan_inbox",
+            "schedule": crontab(minute="*"),
+            "options": {"expires": 55},
+        },
+        "evaluate-daily": {
+            "task": "alerts.evaluate",
+            "schedule": crontab(minute=15, hour=6),
+            "options": {"expires": 3600},
+        },
+        "retry-undelivered": {
+            "task": "alerts.deliver_pending",
+            "schedule": crontab(minute="*/10"),
+            "options": {"expires": 540},
+        },
+        # Every 5 minutes, because each practice's send time (Monday 07:00 by default) falls at its own UTC
+        # minute (India is UTC+5:30, a practice may pick 07:30); the (practice, week) claim makes the extra
+        # runs harmless.
+        "digest-due": {"task": "digest.due", "schedule": crontab(minute="*/5"), "options": {"expires": 240}},
+        # Vendors publish at unknown times; a pull is cheap and the same bytes again write nothing.
+        "pull-feeds": {
+            "task": "feeds.pull_all",
+            "schedule": crontab(minute=30, hour="*/6"),
+            "options": {"expires": 3000},
+        },
+        # Daily, after the morning evaluation; the (practice, check-in) claim makes reruns and a second beat harmless.
+        "pulse-reminders": {
+            "task": "pulse.remind",
+            "schedule": crontab(minute=40, hour=13),
+            "options": {"expires": 3600},
+        },
+    }
+
+
+def create_app(settings: Settings) -> Celery:
+    broker_url, transport_options = broker_options(settings)
+    app = Celery("vendorwatch", broker=broker_url, backend=settings.result_backend, include=TASK_MODULES)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=TASK_TIME_LIMIT,
+        task_soft_time_limit=TASK_TIME_LIMIT - 60,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_expires=86400,
+        timezone="UTC",
+        beat_schedule=beat_schedule(),
+        beat_schedule_filename=str(Path(settings.data_dir) / "celerybeat-schedule"),
+        worker_hijack_root_logger=False,
+        task_default_queue="vendorwatch",
+    )
+    if settings.embedded_broker:
+        # The filesystem transport has no fanout for remote control commands across machines; keep it local.
+        app.conf.worker_enable_remote_control = False
+    return app
+
+
+app = create_app(get_settings())

@@ -1,0 +1,673 @@
+"""`vendorwatch`: the operator's command line. Exit codes: 0 ok, 1 failure, 2 usage error, 3 input rejected."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from config import Config, ConfigError, load_config
+from pulse.detect import SurveyTool
+
+EXIT_FAILURE, EXIT_REJECTED = 1, 3
+
+cli = typer.Typer(
+    pretty_exceptions_show_locals=False,
+    add_completion=False, no_args_is_help=True, help="Watch outsourcing vendors: feeds, alerts, digests."
+)
+rerun_cli = typer.Typer(no_args_is_help=True, help="Enqueue the same Celery task the schedule uses.")
+alerts_cli = typer.Typer(no_args_is_help=True, help="Alert operations.")
+db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
+notify_cli = typer.Typer(no_args_is_help=True, help="Channel checks.")
+feeds_cli = typer.Typer(no_args_is_help=True, help="Feed freshness.")
+cli.add_typer(rerun_cli, name="rerun")
+cli.add_typer(alerts_cli, name="alerts")
+cli.add_typer(db_cli, name="db")
+cli.add_typer(notify_cli, name="notify")
+cli.add_typer(feeds_cli, name="feeds")
+
+# soft_wrap: an error line names a file, row and column; it must stay one line in CI and cron logs.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@dataclass
+class Options:
+    config_dir: Path
+    as_json: bool
+
+    def config(self) -> Config:
+        try:
+            return load_config(self.config_dir)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                err.print(f"[red]config error[/red] {problem}", highlight=False, markup=True)
+            raise typer.Exit(EXIT_FAILURE) from exc
+
+
+def emit(ctx: typer.Context, data: Any, human: str | Table | None = None) -> None:
+    if ctx.obj.as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    elif human is not None:
+        out.print(human)
+
+
+@cli.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Configuration directory (default $VENDORWATCH_CONFIG, else ./config)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=os.environ.get("VENDORWATCH_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if config is not None:
+        os.environ["VENDORWATCH_CONFIG"] = str(config)
+    from worker.settings import get_settings
+
+    get_settings.cache_clear()
+    ctx.obj = Options(config_dir=get_settings().config, as_json=as_json)
+
+
+def prepare_database() -> None:
+    """The embedded SQLite database is created and migrated on first use; a server database needs `db upgrade`."""
+    from storage.db import upgrade
+    from worker.settings import get_settings
+
+    if get_settings().resolved_database_url().startswith("sqlite"):
+        upgrade()
+
+
+@cli.command()
+def demo(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the digests and alert copies go.")] = Path(
+        "out"
+    ),
+) -> None:
+    """Run the whole flow on bundled synthetic data: no servers needed."""
+    from worker.demo.run import run_demo
+
+    summary = run_demo(out_dir, console=err if ctx.obj.as_json else out)
+    emit(ctx, summary)
+
+
+@cli.command()
+def worker(
+    beat: Annotated[
+        bool, typer.Option("--beat", help="Also run the beat scheduler in this process.")
+    ] = False,
+    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run the Celery worker."""
+    prepare_database()
+    from worker.app import app
+
+    argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
+    app.worker_main([*argv, "--beat"] if beat else argv)
+
+
+@cli.command()
+def beat(loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO") -> None:
+    """Run the beat scheduler alone (exactly one per deployment)."""
+    from worker.app import app
+
+    app.start(["beat", f"--loglevel={loglevel}"])
+
+
+@cli.command()
+def watch(
+    settle: Annotated[float, typer.Option(help="Seconds a finished file must hold still.")] = 1.0,
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+) -> None:
+    """Watch the inbox and enqueue each file that lands in it (event-driven ingestion)."""
+    import signal
+    import threading
+
+    from feeds.watch import watch_inbox
+    from tasks.ingest import ingest_file
+    from worker.settings import get_settings
+
+    logging.getLogger().setLevel(loglevel.upper())
+    log = logging.getLogger("vendorwatch.watch")
+    inbox = get_settings().inbox
+    inbox.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    # SIGTERM (docker stop) and SIGINT end the loop, so the observer thread is stopped and joined.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def enqueue(path: Path) -> None:
+        # settled=True: the watcher saw the upload finish, so the worker skips its own stability wait.
+        ingest_file.delay(str(path), settled=True)
+        log.info("enqueued %s", path.name)  # the name only; the worker logs the ingest outcome
+
+    watch_inbox(inbox, enqueue, settle_seconds=settle, stop=stop)
+
+
+@cli.command()
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Feed files or staff pulse exports.", exists=True, dir_okay=False)
+    ],
+    practice: Annotated[str | None, typer.Option(help="Practice, for files that do not name it.")] = None,
+    vendor: Annotated[str | None, typer.Option(help="Vendor, for files that do not name it (wide CSV).")] = None,
+    evaluate: Annotated[
+        bool, typer.Option(help="Evaluate rules for the practices whose data changed.")
+    ] = True,
+    survey_tool: Annotated[
+        SurveyTool | None,
+        typer.Option(help="Read the files as this tool's pulse export (detected from the header when omitted)."),
+    ] = None,
+) -> None:
+    """Ingest files now; exit 3 if any file is rejected."""
+    from feeds.ingest import ingest_path
+
+    config = ctx.obj.config()
+    prepare_database()
+    results = []
+    show_progress = sys.stderr.isatty() and not ctx.obj.as_json and len(paths) > 1
+    for path in track(paths, description="Ingesting", console=err) if show_progress else paths:
+        results.append(ingest_path(path, config, source="cli", practice=practice, vendor=vendor,
+                                   survey_tool=survey_tool.value if survey_tool else None))
+    changed = sorted({p for r in results if r.changed for p in r.practices})
+    evaluations = run_evaluation(config, changed) if evaluate and changed else []
+    emit(ctx, {"files": [r.as_dict() for r in results], "evaluations": evaluations})
+    if not ctx.obj.as_json:
+        print_ingest_results(results)
+    if any(r.status == "rejected" for r in results):
+        raise typer.Exit(EXIT_REJECTED)
+
+
+def print_ingest_results(results: list[Any]) -> None:
+    for result in results:
+        colour = {"accepted": "green", "duplicate": "yellow", "rejected": "red"}[result.status]
+        detail = (
+            f"{result.rows} rows" if result.status != "rejected" else f"{len(result.problems)} problem(s)"
+        )
+        if result.counts:
+            detail += f", {result.counts.inserted} new, {result.counts.revised} revised"
+        out.print(f"[{colour}]{result.status}[/{colour}] {result.path}: {detail}", highlight=False)
+        for problem in result.problems:
+            err.print(f"  {result.path}: {problem}", highlight=False, markup=False)
+
+
+def deliver_now(config: Config, notification_id: int) -> dict[str, Any]:
+    """Deliver one outbox row in this process, and the operator alert a permanent failure raises; transient
+    failures stay in the outbox for the worker's retries."""
+    from alerts.delivery import DeliveryIncomplete, deliver
+    from storage.db import session_scope
+    from worker.settings import get_settings
+
+    with session_scope() as session:
+        try:
+            report = deliver(session, config, notification_id, dry_run_dir=get_settings().data_dir / "dry-run")
+        except DeliveryIncomplete as exc:
+            return {"error": str(exc)}
+    outcome = vars(report)
+    if report.operator_notification_id is not None:
+        outcome["operator_alert"] = deliver_now(config, report.operator_notification_id)
+    return outcome
+
+
+def run_evaluation(
+    config: Config, practices: list[str] | None, as_of: dt.date | None = None
+) -> list[dict[str, Any]]:
+    """Evaluate, then deliver what the evaluation put in the outbox (failures stay there for the worker)."""
+    from alerts.evaluate import evaluate_practices
+
+    reports = []
+    targets = practices if practices is not None else [None]
+    for practice_id in targets:
+        for result in evaluate_practices(config, practice_id=practice_id, as_of=as_of):
+            entry = result.as_dict()
+            if result.notification_id is not None:
+                entry["delivery"] = deliver_now(config, result.notification_id)
+            reports.append(entry)
+    return reports
+
+
+@cli.command()
+def evaluate(
+    ctx: typer.Context,
+    practice: Annotated[str | None, typer.Option(help="Only this practice.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Evaluate as of this date (YYYY-MM-DD).")
+    ] = None,
+) -> None:
+    """Evaluate rules now and send what changed."""
+    config = ctx.obj.config()
+    prepare_database()
+    day = parse_date(as_of)
+    reports = run_evaluation(config, [practice] if practice else None, day)
+    table = Table("practice", "event", "severity", "vendor", "KPI", "value", "period")
+    for report in reports:
+        for change in report["changes"]:
+            table.add_row(
+                report["practice"],
+                change["event"],
+                change["severity"],
+                change["vendor"],
+                change["kpi"],
+                str(change["value"]),
+                change["period"],
+            )
+    emit(ctx, reports, table if table.row_count else "no alert changed")
+
+
+def parse_date(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+
+
+@cli.command()
+def digest(
+    ctx: typer.Context,
+    practice: Annotated[str | None, typer.Option(help="Only this practice.")] = None,
+    region: Annotated[str | None, typer.Option(help="Only this region's roll-up.")] = None,
+    week: Annotated[str | None, typer.Option(help="ISO week, YYYY-Www (default: this week).")] = None,
+    preview: Annotated[
+        Path | None, typer.Option(help="Write what would be sent (.html, .txt, .eml) to this folder instead.")
+    ] = None,
+    resend: Annotated[bool, typer.Option(help="Send again even if this week's digest went out.")] = False,
+) -> None:
+    """Build and send (or preview) the weekly digests: each practice's, and each region's roll-up."""
+    from digest.send import preview as preview_practice
+    from digest.send import preview_region, send_digest, send_region_digest
+    from storage.db import session_scope
+
+    config = ctx.obj.config()
+    prepare_database()
+    week = digest_week(week)
+    practices, regions = digest_targets(config, practice, region)
+    results: list[dict[str, Any]] = []
+    with session_scope() as session:
+        for item in practices:
+            if preview is not None:
+                results.append(files_result(item.id, week, preview_practice(session, config, item, week, preview)))
+            else:
+                results.append(sent_result(item.id, week, lambda: send_digest(
+                    session, config, item, week, resend=resend)))  # noqa: B023 (called at once)
+        for key in regions:
+            if preview is not None:
+                results.append(files_result(key, week, preview_region(session, config, key, week, preview)))
+            else:
+                results.append(sent_result(key, week, lambda: send_region_digest(
+                    session, config, key, week, resend=resend)))  # noqa: B023 (called at once)
+    emit(ctx, results, "\n".join(describe_digest(result) for result in results))
+    if any(result.get("status") == "failed" for result in results):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def digest_week(week: str | None) -> str:
+    from digest.schedule import iso_week, parse_week
+
+    try:
+        return parse_week(week) if week else iso_week(dt.date.today())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--week") from exc
+
+
+def digest_targets(config: Config, practice: str | None, region: str | None) -> tuple[list[Any], list[str]]:
+    """--practice and/or --region pick one each; neither: every practice and every region with a leader."""
+    from digest.region import regions_of
+
+    regions = regions_of(config)
+    if practice is not None and config.practice(practice) is None:
+        raise typer.BadParameter(f"unknown practice {practice!r}", param_hint="--practice")
+    if region is not None and region not in regions:
+        raise typer.BadParameter(f"no region {region!r} in practices.yaml `regions:`", param_hint="--region")
+    if practice is None and region is None:
+        return list(config.practices), list(regions)
+    return [p for p in config.practices if p.id == practice], [r for r in regions if r == region]
+
+
+def files_result(key: str, week: str, files: list[Path]) -> dict[str, Any]:
+    return {"key": key, "week": week, "files": [str(f) for f in files]}
+
+
+def sent_result(key: str, week: str, send: Any) -> dict[str, Any]:
+    """One digest's outcome; a refused email is reported and the others still go out."""
+    from digest.mail import DigestNotSent
+
+    try:
+        return vars(send())
+    except DigestNotSent as exc:
+        return {"key": key, "week": week, "status": "failed", "error": str(exc)}
+
+
+def describe_digest(result: dict[str, Any]) -> str:
+    where = f"{result['key']} {result['week']}"
+    if "files" in result:
+        return f"{where}: wrote " + ", ".join(result["files"])
+    detail = result.get("subject") or result.get("error") or ""
+    return f"{where}: {result['status']}" + (f" ({detail})" if detail else "")
+
+
+@rerun_cli.command("evaluate")
+def rerun_evaluate(
+    ctx: typer.Context,
+    practice: Annotated[str | None, typer.Option(help="Only this practice.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD")] = None,
+) -> None:
+    """Enqueue alerts.evaluate."""
+    parse_date(as_of)
+    enqueue(ctx, "alerts.evaluate", {"practice_id": practice, "as_of": as_of})
+
+
+@rerun_cli.command("digest")
+def rerun_digest(
+    ctx: typer.Context,
+    practice: Annotated[str | None, typer.Option(help="The practice.")] = None,
+    region: Annotated[str | None, typer.Option(help="Or the region (its roll-up).")] = None,
+    week: Annotated[str | None, typer.Option(help="ISO week, YYYY-Www (default: this week).")] = None,
+    resend: Annotated[bool, typer.Option(help="Send again even if it went out.")] = False,
+) -> None:
+    """Enqueue digest.weekly (a practice) or digest.region (a region's roll-up)."""
+    if (practice is None) == (region is None):
+        raise typer.BadParameter("give --practice or --region")
+    config = ctx.obj.config()
+    digest_targets(config, practice, region)
+    week = digest_week(week)
+    if practice is not None:
+        enqueue(ctx, "digest.weekly", {"practice_id": practice, "week": week, "resend": resend})
+    else:
+        enqueue(ctx, "digest.region", {"region": region, "week": week, "resend": resend})
+
+
+@rerun_cli.command("ingest")
+def rerun_ingest(ctx: typer.Context) -> None:
+    """Enqueue ingest.scan_inbox (every waiting inbox file)."""
+    enqueue(ctx, "ingest.scan_inbox", {})
+
+
+@rerun_cli.command("pull")
+def rerun_pull(
+    ctx: typer.Context,
+    practice: Annotated[str | None, typer.Option(help="Only this practice's vendors.")] = None,
+    vendor: Annotated[str | None, typer.Option(help="Only this vendor.")] = None,
+) -> None:
+    """Enqueue feeds.pull_all, or feeds.pull for the matching vendors with a pull: entry."""
+    if practice is None and vendor is None:
+        enqueue(ctx, "feeds.pull_all", {})
+        return
+    from feeds.pull import pull_targets
+
+    targets = [
+        (p.id, v.id) for p, v in pull_targets(ctx.obj.config()) if practice in (None, p.id) and vendor in (None, v.id)
+    ]
+    if not targets:
+        raise typer.BadParameter(f"no vendor with a pull: entry matches practice={practice} vendor={vendor}")
+    for practice_id, vendor_id in targets:
+        enqueue(ctx, "feeds.pull", {"practice_id": practice_id, "vendor_id": vendor_id})
+
+
+def enqueue(ctx: typer.Context, task: str, arguments: dict[str, Any]) -> None:
+    from storage.db import session_scope
+    from storage.models import Rerun
+    from worker.app import app
+
+    prepare_database()
+    result = app.send_task(task, kwargs=arguments)
+    with session_scope() as session:
+        session.add(Rerun(task=task, arguments=arguments, requested_by=getpass.getuser(), task_id=result.id))
+    emit(
+        ctx,
+        {"task": task, "task_id": result.id, "arguments": arguments},
+        f"enqueued {task} {json.dumps(arguments)} as {result.id}",
+    )
+
+
+@alerts_cli.command("list")
+def alerts_list(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option(help="pending, firing or resolved.")] = None,
+) -> None:
+    """List alerts with their rule, practice, vendor, KPI, segment, severity, state and times."""
+    from sqlalchemy import select
+
+    from alerts.decide import is_silenced
+    from alerts.lifecycle import active_silences
+    from storage.db import session_scope
+    from storage.models import Alert, utcnow
+
+    prepare_database()
+    with session_scope() as session:
+        query = select(Alert).order_by(Alert.practice_id, Alert.vendor_id, Alert.kpi, Alert.rule)
+        silences = active_silences(session, utcnow())
+        data = [alert_row(a, is_silenced(a.practice_id, a.vendor_id, a.kpi, silences, utcnow()))
+                for a in session.scalars(query) if state in (None, a.state)]
+    table = Table("id", "rule", "practice", "vendor", "KPI", "segment", "severity", "state", "value", "period",
+                  "since", "note")
+    for item in data:
+        note = "acknowledged" if item["acknowledged_at"] else ("silenced" if item["silenced"] else "")
+        table.add_row(*(str(item[key]) for key in ("id", "rule", "practice", "vendor", "kpi", "segment",
+                                                    "severity", "state", "value", "period")),
+                      f"{item['started_at']:%Y-%m-%d %H:%M}", note)
+    emit(ctx, data, table)
+
+
+def alert_row(alert: Any, silenced: bool) -> dict[str, Any]:
+    fields = ("id", "rule", "kpi", "segment", "severity", "state", "value", "threshold", "period", "learning",
+              "started_at", "updated_at", "resolved_at", "last_notified_at", "acknowledged_at", "acknowledged_by")
+    row = {name: getattr(alert, name) for name in fields}
+    return {**row, "practice": alert.practice_id, "vendor": alert.vendor_id, "silenced": silenced}
+
+
+def operator_name() -> str:
+    return os.environ.get("VENDORWATCH_OPERATOR") or getpass.getuser()
+
+
+def run_operation(ctx: typer.Context, action: Any) -> Any:
+    from alerts.operations import AlertOperationError
+    from storage.db import session_scope
+
+    prepare_database()
+    try:
+        with session_scope() as session:
+            return action(session)
+    except AlertOperationError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILURE) from exc
+
+
+@alerts_cli.command("ack")
+def alerts_ack(
+    ctx: typer.Context,
+    alert_id: Annotated[int, typer.Argument(help="The alert's id (vendorwatch alerts list).")],
+) -> None:
+    """Acknowledge a firing alert: no repeats until its severity changes."""
+    from alerts.operations import acknowledge
+
+    def act(session: Any) -> dict[str, Any]:
+        alert = acknowledge(session, alert_id, operator_name())
+        return {"id": alert.id, "acknowledged_at": alert.acknowledged_at, "acknowledged_by": alert.acknowledged_by}
+
+    result = run_operation(ctx, act)
+    emit(ctx, result, f"alert {alert_id} acknowledged by {result['acknowledged_by']}")
+
+
+def parse_until(until: str | None, duration: str | None) -> dt.datetime:
+    from storage.models import utcnow
+
+    if (until is None) == (duration is None):
+        raise typer.BadParameter("give exactly one of --until or --for")
+    if duration is not None:
+        units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+        if len(duration) < 2 or duration[-1] not in units or not duration[:-1].isdigit():
+            raise typer.BadParameter(f"{duration!r}: use a number and m, h, d or w (e.g. 3d)")
+        return utcnow() + dt.timedelta(seconds=int(duration[:-1]) * units[duration[-1]])
+    try:
+        moment = dt.datetime.fromisoformat(str(until))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{until!r} is not a date or date-time (YYYY-MM-DD[THH:MM])") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@alerts_cli.command("silence")
+def alerts_silence(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Option(help="Why: shown to whoever wonders later.")],
+    practice: Annotated[str | None, typer.Option(help="Only this practice.")] = None,
+    vendor: Annotated[str | None, typer.Option(help="Only this vendor.")] = None,
+    kpi: Annotated[str | None, typer.Option(help="Only this KPI (or 'feed' for late-feed alerts).")] = None,
+    until: Annotated[str | None, typer.Option(help="End, YYYY-MM-DD[THH:MM] (UTC unless an offset is given).")] = None,
+    for_: Annotated[str | None, typer.Option("--for", help="Duration instead of --until: 30m, 12h, 3d, 2w.")] = None,
+) -> None:
+    """Mute notifications for matching alerts until a time; alerts still change state and show in the digest."""
+    from alerts.operations import add_silence
+
+    config = ctx.obj.config()
+    if practice is not None and config.practice(practice) is None:
+        raise typer.BadParameter(f"unknown practice {practice!r}")
+    if kpi is not None and kpi != "feed" and config.kpi(kpi) is None:
+        raise typer.BadParameter(f"unknown KPI {kpi!r}")
+    ends_at = parse_until(until, for_)
+
+    def act(session: Any) -> dict[str, Any]:
+        silence = add_silence(session, practice=practice, vendor=vendor, kpi=kpi, ends_at=ends_at, reason=reason,
+                              by=operator_name())
+        return {"id": silence.id, "practice": practice, "vendor": vendor, "kpi": kpi, "ends_at": silence.ends_at,
+                "reason": silence.reason, "created_by": silence.created_by}
+
+    result = run_operation(ctx, act)
+    emit(ctx, result, f"silence {result['id']} until {result['ends_at']:%Y-%m-%d %H:%M} UTC")
+
+
+@alerts_cli.command("unsilence")
+def alerts_unsilence(
+    ctx: typer.Context,
+    silence_id: Annotated[int, typer.Argument(help="The silence's id (vendorwatch alerts silences).")],
+) -> None:
+    """Lift a silence now."""
+    from alerts.operations import lift_silence
+
+    result = run_operation(ctx, lambda session: {"id": lift_silence(session, silence_id, operator_name()).id})
+    emit(ctx, result, f"silence {silence_id} lifted")
+
+
+@alerts_cli.command("silences")
+def alerts_silences(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include ended and lifted silences.")] = False,
+) -> None:
+    """List silences."""
+    from alerts.operations import list_silences
+
+    def act(session: Any) -> list[dict[str, Any]]:
+        return [{"id": s.id, "practice": s.practice_id, "vendor": s.vendor_id, "kpi": s.kpi,
+                 "starts_at": s.starts_at, "ends_at": s.ends_at, "reason": s.reason, "created_by": s.created_by,
+                 "lifted_at": s.lifted_at} for s in list_silences(session, include_ended=all_)]
+
+    rows = run_operation(ctx, act)
+    table = Table("id", "practice", "vendor", "KPI", "until", "reason", "by")
+    for row in rows:
+        table.add_row(str(row["id"]), row["practice"] or "any", row["vendor"] or "any", row["kpi"] or "any",
+                      f"{row['ends_at']:%Y-%m-%d %H:%M}", row["reason"], row["created_by"])
+    emit(ctx, rows, table)
+
+
+@feeds_cli.command("status")
+def feeds_status(ctx: typer.Context) -> None:
+    """Per vendor: the newest period received, the last file, the next feed due, and late or not."""
+    from rich.text import Text
+
+    from feeds.status import feed_status
+    from storage.db import session_scope
+
+    config = ctx.obj.config()
+    prepare_database()
+    with session_scope() as session:
+        rows = feed_status(session, config, dt.date.today())
+    table = Table("practice", "vendor", "cadence", "latest period", "last file", "next due", "late")
+    for row in rows:
+        last_file = row["last_file_at"]
+        if row["late"]:
+            days, overdue = row["days_late"], row["periods_overdue"]
+            late = Text(
+                f"LATE {days} day{'s' if days != 1 else ''}"
+                + (f" ({overdue} periods overdue)" if overdue > 1 else ""),
+                style="red",
+            )
+        else:
+            late = Text("on time", style="green")
+        table.add_row(
+            row["practice"],
+            row["vendor"],
+            row["cadence"],
+            row["latest_period"] or "none",
+            last_file.strftime("%Y-%m-%d %H:%M UTC") if last_file is not None else "never",
+            f"{row['expected_period']} on {row['due_on'].isoformat()}",
+            late,
+        )
+    emit(ctx, rows, table)
+
+
+@notify_cli.command("test")
+def notify_test(
+    ctx: typer.Context,
+    tag: Annotated[str | None, typer.Option(help="Only channels with this tag.")] = None,
+) -> None:
+    """Send a test message to the channels."""
+    from alerts.delivery import send_one
+    from alerts.messages import Rendered
+
+    config = ctx.obj.config()
+    message = Rendered(
+        "vendorwatch test message", "If you can read this, vendorwatch can reach this channel.", "text"
+    )
+    results = []
+    for channel in config.channels:
+        if tag is not None and tag not in channel.tags:
+            continue
+        error = None if config.dry_run else send_one(channel, message, "info")
+        results.append(
+            {"channel": channel.label, "ok": error is None, "error": error, "dry_run": config.dry_run}
+        )
+    emit(
+        ctx,
+        results,
+        "\n".join(
+            f"{'ok  ' if r['ok'] else 'FAIL'} {r['channel']}"
+            f"{' (dry run)' if r['dry_run'] else ''} {r['error'] or ''}"
+            for r in results
+        ),
+    )
+    if any(not r["ok"] for r in results):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@db_cli.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply migrations."""
+    from storage.db import upgrade
+
+    upgrade()
+    emit(ctx, {"status": "upgraded"}, "database schema is up to date")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""The bundled demo: synthetic practices, vendor feeds and a staff pulse survey."""
