@@ -46,10 +46,16 @@ def target_for(kpi: Kpi, practice: Practice, vendor: Vendor, key: str) -> float 
 
 
 def row_status(
-    kpi: Kpi, thresholds: Thresholds, value: float, baseline: float | None, alert_severity: str | None
+    kpi: Kpi,
+    thresholds: Thresholds,
+    value: float,
+    baseline: float | None,
+    alert_severity: str | None,
+    target: float | None = None,
 ) -> tuple[str, float | None]:
     """(status, the bound breached). The worse of what the value says now and any open alert on the KPI (a
-    trend or glide-path alert can be open while the value is inside its threshold)."""
+    trend or glide-path alert can be open while the value is inside its threshold). Inside every limit but
+    short of its target is 'off_target', not 'ok': a manager reading "OK" next to a priced gap would be misled."""
     severity, bound = None, None
     if kpi.rule == "threshold":
         severity, bound = severity_of(value, thresholds)
@@ -59,7 +65,13 @@ def row_status(
         severity = alert_severity
     if severity:
         return severity, bound
+    if target is not None and misses(value, target, thresholds.better):
+        return "off_target", None
     return ("ok" if kpi.rule == "threshold" or baseline is not None else "tracked"), None
+
+
+def misses(value: float, target: float, better: str) -> bool:
+    return value > target if better == "lower" else value < target
 
 
 def baseline_severity(value: float, baseline: float, thresholds: Thresholds) -> tuple[str | None, float | None]:

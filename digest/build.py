@@ -222,7 +222,8 @@ def kpi_row(
     defaults = config.catalog.defaults
     baseline = baseline_of(points, vendor.go_live, defaults.baseline_months, defaults.baseline_min_periods)
     thresholds = thresholds_for(kpi, practice, vendor, key, defaults)
-    status, limit = row_status(kpi, thresholds, latest.value, baseline, alert_severity)
+    target = target_for(kpi, practice, vendor, key)
+    status, limit = row_status(kpi, thresholds, latest.value, baseline, alert_severity, target)
     return KpiRow(
         key=key,
         label=kpi.label,
@@ -230,7 +231,7 @@ def kpi_row(
         better=kpi.better,
         value=latest.value,
         period=latest.period,
-        target=target_for(kpi, practice, vendor, key),
+        target=target,
         limit=limit,
         baseline=baseline,
         change=None if baseline is None else round(latest.value - baseline, 2),

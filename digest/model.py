@@ -33,7 +33,7 @@ class KpiRow:
     limit: float | None  # the bound it breaches, when it breaches one
     baseline: float | None
     change: float | None  # value - baseline
-    status: str  # critical | warning | ok | tracked
+    status: str  # critical | warning | off_target (inside its limits, short of target) | ok | tracked
     trend: tuple[TrendPoint, ...]  # the last 12 periods, oldest first
     stale: bool  # the vendor's feed is so late that this value is old news
 

@@ -27,6 +27,7 @@ BEFORE_GO_LIVE, AFTER_GO_LIVE = "#d0d5dd", "#98a2b3"
 STATUSES = {
     "critical": ("Critical", "#b42318", "#fef3f2"),
     "warning": ("Warning", "#b54708", "#fffaeb"),
+    "off_target": ("Off target", "#854a0e", "#fefbe8"),
     "ok": ("OK", "#067647", "#ecfdf3"),
     "tracked": ("Tracked", "#475467", "#f2f4f7"),
 }

@@ -7,8 +7,10 @@ import datetime as dt
 
 import pytest
 
+from alerts.rules import Thresholds
 from config import Practice
-from digest.assess import dollar_lines, headline, pulse_severity, staff_signal, talking_points
+from config.schema import Kpi
+from digest.assess import dollar_lines, headline, pulse_severity, row_status, staff_signal, talking_points
 from digest.model import AlertLine, DollarLine, KpiRow, TalkingPoint, TrendPoint, VendorCard
 from digest.render import bars, format_period, lower_first, spark
 from feeds.freshness import FeedDue
@@ -233,3 +235,26 @@ def test_an_alert_and_a_dollar_gap_on_the_same_kpi_are_raised_once() -> None:
 
     assert [(p.kind, (p.alert or p.dollar).kpi) for p in points] == [  # type: ignore[union-attr]
         ("alert", "denial_rate"), ("dollar", "net_collection_rate")]
+
+
+DENIALS = Kpi(label="Initial denial rate", unit="%", better="lower", rule="threshold", warn=8, crit=10, target=5,
+              formula="claims denied on first pass / claims submitted x 100", source="catalog")
+
+
+@pytest.mark.parametrize(
+    ("value", "alert_severity", "expected"),
+    [
+        (4.0, None, ("ok", None)),  # better than the 5% target
+        (5.0, None, ("ok", None)),  # on target
+        (7.2, None, ("off_target", None)),  # inside the limits, short of the target: not "OK"
+        (8.5, None, ("warning", 8.0)),
+        (10.4, None, ("critical", 10.0)),
+        (7.2, "critical", ("critical", None)),  # an open trend alert outranks the value's own verdict
+    ],
+)
+def test_a_kpi_is_ok_only_on_target_and_off_target_inside_its_limits(
+    value: float, alert_severity: str | None, expected: tuple[str, float | None]
+) -> None:
+    thresholds = Thresholds(better="lower", warn=8, crit=10, for_periods=1)
+
+    assert row_status(DENIALS, thresholds, value, None, alert_severity, target=5) == expected
