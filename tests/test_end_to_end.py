@@ -6,13 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
+from celery import Celery
 from sqlalchemy import func, select
 
 from storage.db import session_scope
-from storage.models import FeedFile, Notification
+from storage.models import DigestRun, FeedFile, Notification
 from tests.conftest import TEST_CONFIG, channel_environment, subprocess_env
 from tests.support.smtp_capture import CapturingSMTPServer
 from tests.support.tls_capture import CapturingHTTPSServer
@@ -199,3 +201,53 @@ def test_a_bad_file_in_the_inbox_is_quarantined_with_its_errors_and_the_operator
     from storage.models import Observation
 
     assert count(Observation, postgres_url) == 0, "nothing of a rejected file is stored, not even its good row"
+
+
+def test_two_beats_enqueueing_digest_due_at_once_send_the_weeks_digest_once(
+    tmp_path: Path,
+    postgres_url: str,
+    redis_url: str,
+    teams_server: CapturingHTTPSServer,
+    smtp_server: CapturingSMTPServer,
+) -> None:
+    """Two beats (a misconfigured HA pair) each enqueue digest.due at the same moment; two workers on Redis take
+    one each and both find maple-clinic due. The claim in digest_run lets exactly one of them send."""
+    config_dir = tmp_path / "config"
+    shutil.copytree(TEST_CONFIG, config_dir)
+    practices = config_dir / "practices.yaml"
+    # Due from Monday 00:00 local time, so the digest is due whenever in the week this test runs.
+    practices.write_text(practices.read_text().replace(
+        "    digest_to: [owner@maple.example, manager@maple.example]\n",
+        "    digest_to: [owner@maple.example, manager@maple.example]\n"
+        "    digest: {weekday: monday, time: \"00:00\"}\n",
+    ))
+    env = subprocess_env(
+        {
+            "VENDORWATCH_CONFIG": str(config_dir),
+            "VENDORWATCH_DATA_DIR": str(tmp_path / "var"),
+            "VENDORWATCH_DATABASE_URL": postgres_url,
+            "VENDORWATCH_BROKER_URL": redis_url,
+            **channel_environment(teams_server, smtp_server),
+        }
+    )
+    beat = Celery(broker=redis_url)
+    with running_worker(env) as first_log, running_worker(env) as second_log:
+        for _ in range(2):
+            beat.send_task("digest.due", queue="vendorwatch")
+        [message] = smtp_server.wait_for(1, timeout=60)
+        wait_until(lambda: sum("digest.due" in line and "succeeded" in line for line in first_log + second_log) == 2,
+                   message="both digest.due runs to finish")
+        time.sleep(2)
+        wait_until(lambda: weekly_runs(first_log + second_log, "received") == weekly_runs(
+            first_log + second_log, "succeeded"), message="every digest.weekly run to finish")
+
+    assert len(smtp_server.messages) == 1, "two beats must not send the week's digest twice"
+    assert sorted(message.rcpt_tos) == ["manager@maple.example", "owner@maple.example"]
+    with session_scope(postgres_url) as session:
+        runs = session.execute(select(DigestRun.practice_id, DigestRun.status)).all()
+    assert ("maple-clinic", "sent") in runs
+    assert sum(1 for practice_id, _ in runs if practice_id == "maple-clinic") == 1
+
+
+def weekly_runs(log: list[str], word: str) -> int:
+    return sum("digest.weekly[" in line and word in line for line in log)
