@@ -88,12 +88,30 @@ def phi_problems(columns: list[str], allowed: set[str]) -> list[Problem]:
     ]
 
 
+def spreadsheet_column(index: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA: how the manager opening the file in Excel finds the column."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
+def blank_header(index: int) -> Problem:
+    """A column with no name cannot be mapped: say where it is, since it has no name to say."""
+    return Problem(1, f"{spreadsheet_column(index)} (no header)", None,
+                   "a column without a header; name it, or delete it (a stray trailing delimiter makes one too)")
+
+
 def check_long_columns(table: Table, origin: FeedOrigin) -> list[Problem]:
     problems = phi_problems(table.columns, LONG_COLUMNS)
     flagged = {p.column for p in problems}
     expected = "practice, vendor, kpi, period, value, segment, unit"
-    for column in table.columns:
-        if column not in LONG_COLUMNS and column not in flagged:
+    for index, column in enumerate(table.columns):
+        if not column:
+            problems.append(blank_header(index))
+        elif column not in LONG_COLUMNS and column not in flagged:
             hint = suggest(column, sorted(LONG_COLUMNS))
             problems.append(Problem(1, column, column, f"unknown column{hint}; expected {expected}"))
     required = ["kpi", "value"]
@@ -120,9 +138,12 @@ def wide_mapping(table: Table, config: Config, origin: FeedOrigin) -> tuple[dict
     mapping: dict[str, str] = {}
     problems = phi_problems(table.columns, set(declared))
     flagged = {p.column for p in problems}
-    for column in table.columns:
+    for index, column in enumerate(table.columns):
         target = declared.get(column, column)
         if column in flagged:
+            continue
+        if not column:
+            problems.append(blank_header(index))
             continue
         if target in ROW_COLUMNS or target in config.catalog.kpis:
             mapping[column] = target

@@ -14,7 +14,7 @@ from config import Config, load_config
 from feeds.ingest import ingest_path
 from feeds.parse import parse_number, read_table
 from feeds.periods import parse_period
-from feeds.validate import FeedOrigin, ObservationIn, Problem, validate_table
+from feeds.validate import FeedOrigin, ObservationIn, Problem, spreadsheet_column, validate_table
 from storage.db import session_scope
 from storage.models import FeedFile, FeedRejection, Observation, ObservationRevision
 from tests.conftest import TEST_CONFIG
@@ -455,6 +455,7 @@ def test_a_patient_looking_column_rejects_the_file(config: Config, header: str, 
     [
         ("notes", "notes", "unknown column"),
         ("vaule", "vaule", "did you mean value?"),
+        ("", "F (no header)", "a column without a header"),  # named by its spreadsheet letter: it has no name
     ],
 )
 def test_an_unknown_column_rejects_the_file(config: Config, header: str, column: str, message: str) -> None:
@@ -712,3 +713,8 @@ def test_an_unknown_unit_is_rejected_rather_than_read_as_percent() -> None:
                                             dt.date(2026, 11, 23))
     assert observations == []
     assert [(p.row, p.column, p.value) for p in problems] == [(2, "unit", "fraction")]
+
+
+@pytest.mark.parametrize(("index", "letters"), [(0, "A"), (5, "F"), (25, "Z"), (26, "AA"), (51, "AZ"), (52, "BA")])
+def test_a_column_is_named_by_its_spreadsheet_letters_when_it_has_no_header(index: int, letters: str) -> None:
+    assert spreadsheet_column(index) == letters
