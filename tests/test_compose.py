@@ -153,11 +153,13 @@ def test_flower_and_mailpit_publish_ports_on_loopback_only(services: dict[str, d
     assert {port.get("host_ip") for port in published} == {"127.0.0.1"}
 
 
-def test_there_is_exactly_one_beat(services: dict[str, dict[str, Any]]) -> None:
+def test_beat_runs_as_an_active_and_a_standby_replica_on_redis(services: dict[str, dict[str, Any]]) -> None:
+    """Only the beat service schedules (no worker --beat beside it), with two replicas that share the redbeat
+    lock through the Redis broker: one schedules, the other waits (tests/test_beat.py)."""
     beats = [name for name, service in services.items() if runs_beat(service)]
     assert beats == ["beat"]
-    assert (services["beat"].get("deploy") or {}).get("replicas", 1) == 1
-    assert services["beat"].get("scale", 1) == 1
+    assert (services["beat"].get("deploy") or {}).get("replicas", 1) == 2
+    assert services["beat"]["environment"]["VENDORWATCH_BROKER_URL"].startswith("redis://")
 
 
 def literal_secrets(text: str) -> list[str]:

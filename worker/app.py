@@ -73,6 +73,24 @@ def beat_schedule() -> dict[str, dict[str, object]]:
     }
 
 
+def beat_options(settings: Settings) -> dict[str, object]:
+    """On Redis, beat is highly available: celery-redbeat keeps the schedule in Redis behind a lock, so a second
+    `vendorwatch beat` (or `worker --beat`) waits as a standby and takes over when the active one stops renewing
+    the lock. Each beat renews it on every tick, at most every lock/5 seconds. The embedded broker serves one
+    machine, so there Celery's file-based scheduler stays."""
+    if not (settings.broker_url or "").startswith(("redis://", "rediss://")):
+        return {}
+    return {
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": settings.broker_url,
+        "redbeat_redis_options": {},  # not the broker's transport options, which redbeat would borrow
+        "redbeat_key_prefix": "vendorwatch:beat:",
+        "redbeat_lock_key": "vendorwatch:beat:lock",
+        "redbeat_lock_timeout": settings.beat_lock_seconds,
+        "beat_max_loop_interval": max(1, settings.beat_lock_seconds // 5),
+    }
+
+
 def create_app(settings: Settings) -> Celery:
     broker_url, transport_options = broker_options(settings)
     app = Celery("vendorwatch", broker=broker_url, backend=settings.result_backend, include=TASK_MODULES)
@@ -93,6 +111,7 @@ def create_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         task_default_queue="vendorwatch",
     )
+    app.conf.update(beat_options(settings))
     if settings.embedded_broker:
         # The filesystem transport has no fanout for remote control commands across machines; keep it local.
         app.conf.worker_enable_remote_control = False

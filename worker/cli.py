@@ -127,7 +127,7 @@ def worker(
 
 @cli.command()
 def beat(loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO") -> None:
-    """Run the beat scheduler alone (exactly one per deployment)."""
+    """Run the beat scheduler. On Redis a second one waits as a hot standby (celery-redbeat lock)."""
     from worker.app import app
 
     app.start(["beat", f"--loglevel={loglevel}"])

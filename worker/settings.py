@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +18,8 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     result_backend: str | None = None
     timezone: str = "UTC"
+    # How long a beat that stopped renewing its Redis lock (killed, host gone) keeps a standby beat waiting.
+    beat_lock_seconds: int = Field(default=150, ge=5)
 
     @property
     def inbox(self) -> Path:
