@@ -120,6 +120,15 @@ def test_demo_prints_the_alerts_it_sent(demo: DemoRun) -> None:
     assert "Next step: Raise it with Acme RCM this week" in printed
 
 
+def test_demo_prints_each_digests_verdict(demo: DemoRun) -> None:
+    printed = demo.stdout_words
+
+    assert ("oakridge-fm: Action needed: Acme RCM initial denial rate is 9.6%, over the 9.0% limit - "
+            "Oakridge Family Medicine, week 2026-W48") in printed
+    assert "lakeside-peds: Action needed: Acme RCM charge lag is 5.6 days, over the 5.0 days limit" in printed
+    assert "region:midwest: Midwest region: 2 of 2 practices need attention" in printed
+
+
 def test_demo_writes_a_teams_and_an_email_message_per_notification(demo: DemoRun) -> None:
     files = notification_files(demo.out)
 

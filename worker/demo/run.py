@@ -68,10 +68,18 @@ def run_demo(out_dir: Path, console: Console, home: Path = Path("var/demo")) -> 
     console.print(f"Staged {len(files)} bundled files in {settings.inbox}")
     summary = run_tasks(files, out_dir, console)
     summary["seconds"] = round(time.monotonic() - started, 1)
+    print_digests(console, summary["digest_runs"])
     console.print(
         f"Done in {summary['seconds']} s. Digests: " + ", ".join(str(p) for p in summary["digests"])
     )
     return summary
+
+
+def print_digests(console: Console, runs: list[dict[str, Any]]) -> None:
+    """Each digest's subject line: the verdict leadership would read first on Monday."""
+    console.print("\nWeekly digests (dry run), subject lines:", markup=False)
+    for run in runs:
+        console.print(f"  {run['key']}: {run['subject']}", markup=False, highlight=False)
 
 
 def run_tasks(files: list[Path], out_dir: Path, console: Console) -> dict[str, Any]:
