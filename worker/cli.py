@@ -37,9 +37,18 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(notify_cli, name="notify")
 cli.add_typer(feeds_cli, name="feeds")
 
-# soft_wrap: an error line names a file, row and column; it must stay one line in CI and cron logs.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+PIPED_WIDTH = 200
+
+
+def make_console(stderr: bool = False) -> Console:
+    """soft_wrap: an error line names a file, row and column; it must stay one line in CI and cron logs. Piped
+    (a log, `| less`, a cron mail), rich would squeeze tables to 80 columns and cut every cell; give them room."""
+    terminal = Console(stderr=stderr).is_terminal
+    return Console(stderr=stderr, soft_wrap=True, width=None if terminal else PIPED_WIDTH)
+
+
+out = make_console()
+err = make_console(stderr=True)
 
 
 @dataclass
