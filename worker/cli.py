@@ -65,9 +65,16 @@ class Options:
             raise typer.Exit(EXIT_FAILURE) from exc
 
 
+def json_default(value: object) -> str:
+    """Dates and times as ISO 8601 (2026-11-23T13:13:56+00:00), which every JSON consumer parses."""
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
 def emit(ctx: typer.Context, data: Any, human: str | Table | None = None) -> None:
     if ctx.obj.as_json:
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(data, indent=2, default=json_default) + "\n")
     elif human is not None:
         out.print(human)
 
