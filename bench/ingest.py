@@ -288,6 +288,11 @@ def measure_ingest(csv_path: str, config_dir: str, url: str, split: bool = False
     }
 
 
+def checkpoint_then_ingest(url: str, csv_path: Path, config_dir: Path) -> dict[str, Any]:
+    checkpoint(url)
+    return in_child(csv_path, config_dir, url, split=True)
+
+
 def in_child(csv_path: Path, config_dir: Path, url: str, split: bool = False) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
@@ -447,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"no ON CONFLICT, no Python): {floor['seconds']:.2f} s, {rate(rows, floor['seconds'])}, backend CPU "
                 f"{floor['pg_cpu']:.2f} s, {floor['seconds'] / copy_seconds:.1f}x the bare COPY")
         if not args.quick:
-            split = with_database(lambda url: (checkpoint(url), in_child(csv_path, config_dir, url, split=True))[1])
+            split = with_database(lambda url: checkpoint_then_ingest(url, csv_path, config_dir))
             assert split["status"] == "accepted" and split["rows"] == rows, split["status"]
             print_split(split, passes)
 

@@ -259,7 +259,7 @@ def test_preview_writes_exactly_what_is_sent(world: World, smtp_server: Capturin
     assert text.read_text(encoding="utf-8") == sent["text/plain"]
     assert html.read_text(encoding="utf-8").rstrip("\n") == sent["text/html"].rstrip("\n")
     saved = BytesParser(policy=default_policy).parse(eml.open("rb"))
-    assert parts_of(saved) == sent  # type: ignore[arg-type]
+    assert parts_of(saved) == sent
     assert (saved["Subject"], saved["To"], saved["Message-ID"]) == (
         mail.message["Subject"], mail.message["To"], mail.message["Message-ID"])
 

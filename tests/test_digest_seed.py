@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,7 @@ WEEK = "2026-W48"
 SEND_AT = dt.datetime(2026, 11, 23, 14, 0, tzinfo=dt.UTC)  # Monday 07:00 in Denver (MST)
 AFTER_SEND = SEND_AT + dt.timedelta(minutes=5)
 GO_LIVE = dt.date(2025, 7, 1)
-PRACTICES = [
+PRACTICES: list[dict[str, object]] = [
     {
         "id": "maple-clinic",
         "name": "Maple Street Clinic",
@@ -76,7 +76,7 @@ class World:
     tmp: Path
 
 
-def write_config(directory: Path, practices: list[dict[str, object]], regions: dict[str, object]) -> Config:
+def write_config(directory: Path, practices: Sequence[Mapping[str, object]], regions: Mapping[str, object]) -> Config:
     """practices.yaml as given; channels.yaml from the test fixtures (loopback SMTP and TLS servers)."""
     directory.mkdir(parents=True, exist_ok=True)
     document = {"regions": regions, "practices": practices} if regions else {"practices": practices}

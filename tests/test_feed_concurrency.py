@@ -85,7 +85,7 @@ def test_two_processes_ingesting_the_same_file_at_once_store_it_once_and_revise_
 
         outcomes = ingest_twice_at_once(path, env)
 
-        assert sorted(o["status"] for o in outcomes) == ["accepted", "duplicate"], outcomes
+        assert sorted(str(o["status"]) for o in outcomes) == ["accepted", "duplicate"], outcomes
         [accepted] = [o for o in outcomes if o["status"] == "accepted"]
         assert accepted["rows"] == ROWS
         if round_number == 0:

@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -32,7 +33,7 @@ SEGMENTS = ["all", "payer:Aetna", "provider:p0001"]
 BASE_VALUES = {"days_in_ar": 38.0, "denial_rate": 5.5, "net_collections": 48250.0}
 
 POSTGRES_EXAMPLES, SQLITE_EXAMPLES, PURE_EXAMPLES = 150, 60, 300
-DB_SETTINGS = {
+DB_SETTINGS: dict[str, Any] = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 }

@@ -8,7 +8,7 @@ import hashlib
 import logging
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +92,7 @@ def trusted(monkeypatch: pytest.MonkeyPatch, server: CapturingHTTPSServer) -> No
     monkeypatch.setenv(TOKEN_ENV, HEADER_VALUE)
 
 
-def write_config(directory: Path, base_url: str, extra_vendors: list[dict[str, object]] | None = None) -> Path:
+def write_config(directory: Path, base_url: str, extra_vendors: Sequence[Mapping[str, object]] | None = None) -> Path:
     """tests/fixtures/config with a pull: entry on claimright (plus optional extra vendors)."""
     directory.mkdir(parents=True, exist_ok=True)
     practices = yaml.safe_load((TEST_CONFIG / "practices.yaml").read_text())

@@ -102,7 +102,7 @@ def config() -> Config:
 
 
 def question_texts(surveys: SurveysFile) -> list[str]:
-    by_dimension = {question.dimension: question.text for question in surveys.questions}
+    by_dimension: dict[str, str] = {str(question.dimension): question.text or "" for question in surveys.questions}
     return [by_dimension[dimension] for dimension in DIMENSIONS]
 
 

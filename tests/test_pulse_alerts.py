@@ -196,8 +196,8 @@ def test_the_report_gives_each_score_its_baseline_trend_and_verdict(postgres_url
         report = pulse_report(session, config, config.practices[0], dt.date(2026, 6, 30))
 
     assert report is not None and report.shown
-    workload = next(score for score in report.scores if score.key == "pulse_workload")
-    assert (workload.value, workload.baseline, workload.trend) == (4.0, 4.5, [4.0, 5.0, 3.0, 4.0])
+    workload_score = next(score for score in report.scores if score.key == "pulse_workload")
+    assert (workload_score.value, workload_score.baseline, workload_score.trend) == (4.0, 4.5, [4.0, 5.0, 3.0, 4.0])
     assert report.readiness_verdict == "prepare"  # 21
     assert [(c.label, c.value) for c in report.readiness_categories][:2] == [("Emotional readiness", 4.0),
                                                                             ("Leadership alignment", 4.0)]

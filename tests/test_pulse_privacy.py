@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from config import BUNDLED_DIR, Config, load_config
-from feeds.ingest import ingest_path
+from feeds.ingest import IngestResult, ingest_path
 from pulse.anonymity import visible_groups
-from pulse.report import pulse_report
+from pulse.report import PulseReport, pulse_report
 from storage.db import session_scope
 from storage.models import Observation, PulseSurvey
 from tests.test_pulse_formats import EXPORTS, FIXTURES, PRIVATE
@@ -49,14 +49,17 @@ def test_the_minimum_group_size_is_a_setting() -> None:
     assert visible_groups(8, {"Front desk": 5, "Clinical": 3}, 3) == ["Clinical", "Front desk"]
 
 
-def ingest(config: Config, tmp_path: Path, people: list[dict[str, object]], url: str, name: str = "pulse.csv"):
+def ingest(config: Config, tmp_path: Path, people: list[dict[str, object]], url: str,
+           name: str = "pulse.csv") -> IngestResult:
     path = write_export(tmp_path, google_export(config, people), name)
     return ingest_path(path, config, practice="pine-clinic", database_url=url, today=DAY)
 
 
-def report(config: Config, url: str):
+def report(config: Config, url: str) -> PulseReport:
     with session_scope(url) as session:
-        return pulse_report(session, config, config.practices[0], DAY)
+        shown = pulse_report(session, config, config.practices[0], DAY)
+    assert shown is not None, "the pulse was stored"
+    return shown
 
 
 def test_four_responses_show_nothing_and_store_only_participation(postgres_url: str, tmp_path: Path) -> None:
@@ -122,7 +125,7 @@ def test_groups_differing_from_the_practice_by_one_person_are_withheld(
 
     ingest(config, tmp_path, people, postgres_url)
 
-    groups = report(config, postgres_url).groups  # type: ignore[union-attr]
+    groups = report(config, postgres_url).groups
     assert [(g.name, g.responses, g.scores[0].value) for g in groups] == shown
     assert all(g.scores[0].key == "pulse_workload" for g in groups)
 
