@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Config
@@ -27,7 +28,7 @@ from feeds.validate import (
 )
 from pulse.detect import looks_like_survey
 from storage.db import session_scope
-from storage.models import FeedRejection, utcnow
+from storage.models import FeedFile, FeedRejection, Observation, utcnow
 
 
 @dataclass
@@ -114,12 +115,25 @@ def ingest_feed(path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
             if feed.practice_id is None and len(practices) == 1:
                 feed.practice_id = practices[0]
     except DuplicateFile:
-        return IngestResult(str(path), "duplicate")
+        return IngestResult(str(path), "duplicate", practices=practices_of_file(fp.sha256, database_url))
     except FileRejected as rejected:
         record_rejection(path, fp.sha256, source, list(rejected.problems), database_url)
         return IngestResult(str(path), "rejected", problems=list(rejected.problems),
                             problem_count=rejected.problems.total)
     return IngestResult(str(path), "accepted", rows=rows, counts=counts, practices=practices)
+
+
+def practices_of_file(sha256: str, database_url: str | None) -> list[str]:
+    """The practices an earlier copy of these bytes stored values for: a duplicate may be the retry of an ingest
+    whose worker died after committing and before asking for the evaluation, which the caller then asks for."""
+    with session_scope(database_url) as session:
+        feed = session.scalars(select(FeedFile).where(FeedFile.sha256 == sha256)).first()
+        if feed is None:
+            return []
+        if feed.practice_id is not None:
+            return [feed.practice_id]
+        query = select(Observation.practice_id).where(Observation.feed_file_id == feed.id).distinct()
+        return sorted(session.scalars(query))
 
 
 def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,

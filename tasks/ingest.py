@@ -31,7 +31,9 @@ def ingest_file(path: str, evaluate: bool = True, settled: bool = False) -> dict
         return {"path": path, "status": "gone"}
     if result.status == "rejected":
         alert_operator(Path(path), result)
-    if evaluate and result.changed:
+    # A duplicate is evaluated too: it may be the redelivery of a task whose worker died after the commit and
+    # before this line. Evaluation is idempotent, so a real duplicate costs one quiet evaluation.
+    if evaluate and (result.changed or result.status == "duplicate"):
         from tasks.evaluate import evaluate_task
 
         for practice in result.practices:

@@ -251,3 +251,40 @@ def test_two_beats_enqueueing_digest_due_at_once_send_the_weeks_digest_once(
 
 def weekly_runs(log: list[str], word: str) -> int:
     return sum("digest.weekly[" in line and word in line for line in log)
+
+
+def test_a_duplicate_from_a_worker_that_died_before_asking_for_evaluation_still_gets_evaluated(
+    tmp_path: Path,
+    postgres_url: str,
+    redis_url: str,
+    teams_server: CapturingHTTPSServer,
+    smtp_server: CapturingSMTPServer,
+) -> None:
+    """The file's rows were committed but the worker died before enqueueing the evaluation (simulated with
+    `ingest --no-evaluate`); its redelivered task finds a duplicate, and must still ask for the evaluation, or
+    the breach would wait for the daily run."""
+    data_dir = tmp_path / "var"
+    env = subprocess_env(
+        {
+            "VENDORWATCH_CONFIG": str(TEST_CONFIG),
+            "VENDORWATCH_DATA_DIR": str(data_dir),
+            "VENDORWATCH_DATABASE_URL": postgres_url,
+            "VENDORWATCH_BROKER_URL": redis_url,
+            **channel_environment(teams_server, smtp_server),
+        }
+    )
+    [month] = recent_months(1)
+    breach = f"kpi,period,value\ndenial_rate,{month},10.4\n"
+    committed = tmp_path / "committed.csv"
+    committed.write_text(breach)
+    vendorwatch("ingest", "--no-evaluate", "--practice", "maple-clinic", "--vendor", "claimright", str(committed),
+                env=env)
+    assert count(FeedFile, postgres_url) == 1 and count(Notification, postgres_url) == 0
+
+    with running_worker(env):
+        drop_in_inbox(data_dir / "inbox", f"claimright-{month}.csv", breach)
+        vendorwatch("rerun", "ingest", env=env)
+        [card] = teams_server.wait_for(1, timeout=30)
+
+    assert "Initial denial rate" in card_text(card.json()) and "10.4%" in card_text(card.json())
+    assert count(FeedFile, postgres_url) == 1, "the duplicate stored nothing"
