@@ -6,6 +6,8 @@ Teams. Templates never see a URL or a secret.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +55,16 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:g}"
 
 
+def format_period(period: str) -> str:
+    """How a manager says it: 2026-10 -> Oct 2026, 2026-11-06 -> Nov 6, 2026; ISO weeks stay as they are."""
+    if re.fullmatch(r"\d{4}-\d{2}", period):
+        return dt.date(int(period[:4]), int(period[5:]), 1).strftime("%b %Y")
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", period):
+        day = dt.date.fromisoformat(period)
+        return f"{day:%b} {day.day}, {day.year}"
+    return period
+
+
 def format_change(value: float | None, unit: str) -> str:
     """A difference with its unit: percent KPIs change by points, not percent."""
     if value is None:
@@ -97,6 +109,7 @@ def environment() -> Environment:
     )
     env.filters["value"] = format_value
     env.filters["change"] = format_change
+    env.filters["period"] = format_period
     env.filters["slack"] = escape_slack
     env.filters["md"] = escape_markdown
     return env

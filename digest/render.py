@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from alerts.messages import format_change, format_value
+from alerts.messages import format_change, format_period, format_value
 from digest.model import Digest, RegionDigest, TrendPoint
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -157,15 +157,6 @@ def format_day(day: dt.date, year: bool = False) -> str:
 
 def format_long_day(day: dt.date) -> str:
     return f"{day:%A, %B} {day.day}, {day.year}"
-
-
-def format_period(period: str) -> str:
-    """2026-10 -> Oct 2026, 2026-11-06 -> Nov 6, 2026; ISO weeks stay as they are."""
-    if re.fullmatch(r"\d{4}-\d{2}", period):
-        return dt.date(int(period[:4]), int(period[5:]), 1).strftime("%b %Y")
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", period):
-        return format_day(dt.date.fromisoformat(period), year=True)
-    return period
 
 
 def lower_first(text: str) -> str:

@@ -112,10 +112,10 @@ def test_demo_prints_the_alerts_it_sent(demo: DemoRun) -> None:
 
     assert printed.count("Alert sent (dry run)") == 2, demo.result.stdout
     assert "CRITICAL Oakridge Family Medicine: Acme RCM Initial denial rate" in printed
-    assert ("Critical: Initial denial rate, Acme RCM 9.6% for 2026-10, above the 9.0% threshold "
+    assert ("Critical: Initial denial rate, Acme RCM 9.6% for Oct 2026, above the 9.0% threshold "
             "(before go-live: 11.0%; change -1.4 pts).") in printed
     assert "CRITICAL Lakeside Pediatrics: Acme RCM Charge lag" in printed
-    assert ("Critical: Charge lag, Acme RCM 5.6 days for 2026-10, above the 5.0 days threshold "
+    assert ("Critical: Charge lag, Acme RCM 5.6 days for Oct 2026, above the 5.0 days threshold "
             "(before go-live: 2.2 days; change +3.4 days).") in printed
     assert "Next step: Raise it with Acme RCM this week" in printed
 

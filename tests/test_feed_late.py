@@ -58,7 +58,7 @@ def test_a_late_feed_warns_then_escalates_then_resolves_when_it_arrives(
         assert notification.tags == ["teams", "email"]
         deliver(session, load_config(TEST_CONFIG), notification.id)
     card = str(teams_server.wait_for(1)[0].json())
-    assert "ClaimRight Billing has not sent 2026-10" in card and "due 2026-11-10" in card
+    assert "ClaimRight Billing has not sent Oct 2026" in card and "due Nov 10, 2026" in card
 
     ingest_month(tmp_path, "2026-10")
     ingest_month(tmp_path, "2026-11")

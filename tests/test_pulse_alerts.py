@@ -139,7 +139,7 @@ def test_pulse_kpis_fire_through_the_vendor_alert_lifecycle(postgres_url: str, t
         assert notification is not None
         text = render_alert(notification.payload, notification.title, "text").body
     assert "Critical: Readiness score, Staff pulse" in text
-    assert "17 for 2026-06-01, below the 18 threshold" in text
+    assert "17 for Jun 1, 2026, below the 18 threshold" in text
     assert "Talk with the team this week" in text
 
 
@@ -281,7 +281,7 @@ def test_a_pulse_overdue_alert_fires_escalates_and_resolves(postgres_url: str, t
                 if any(c["rule"] == "pulse_overdue" for c in n.payload["changes"])]
         text = render_alert(told[0].payload, told[0].title, "text").body
     assert "Now critical (was warning): check-in overdue, Staff pulse" in text  # the warning went to the digest
-    assert "38.0 days for 2026-07-01, overdue: no staff pulse survey has closed since" in text
+    assert "38.0 days for Jul 1, 2026, overdue: no staff pulse survey has closed since" in text
     assert "Send the staff pulse survey this week" in text
     assert "Feed late (critical): Acme RCM" in text and "Staff pulse has not sent" not in text
 
