@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from alerts.lifecycle import EvaluationResult, evaluate_practice
-from config import Config, ConfigError
-from storage.db import session_scope
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from alerts.decide import SilenceWindow
+from alerts.lifecycle import EvaluationResult, active_silences, evaluate_practice
+from config import Config, ConfigError, Practice
+from storage.db import get_engine
 from storage.models import utcnow
 
 
@@ -26,8 +30,22 @@ def evaluate_practices(
         if practice is None:
             raise ConfigError([f"unknown practice {practice_id!r}"])
         practices = [practice]
-    results = []
-    for practice in practices:
-        with session_scope(database_url) as session:
-            results.append(evaluate_practice(session, config, practice, as_of, now))
-    return results
+    # One connection for the run: a pool checkout per practice (each with its pre-ping round trip) cost about as
+    # much as a practice's own queries. Each practice still commits, or rolls back, on its own.
+    with get_engine(database_url).connect() as connection:
+        silences = read_silences(connection, now)
+        return [evaluate_in_transaction(connection, config, practice, as_of, now, silences) for practice in practices]
+
+
+def read_silences(connection: Connection, now: dt.datetime) -> list[SilenceWindow]:
+    """The silences active at `now`, read once per run rather than once per practice: the table is global and
+    small, and `now` is fixed for the run."""
+    with Session(bind=connection) as session, session.begin():
+        return active_silences(session, now)
+
+
+def evaluate_in_transaction(connection: Connection, config: Config, practice: Practice, as_of: dt.date,
+                            now: dt.datetime, silences: list[SilenceWindow]) -> EvaluationResult:
+    """One practice in a transaction of its own: committed on success, rolled back on any error."""
+    with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+        return evaluate_practice(session, config, practice, as_of, now, silences)

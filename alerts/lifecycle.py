@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, decide, is_silenced
@@ -40,6 +41,18 @@ FRESHNESS_RULE = "freshness"
 FEED_KPI = "feed"
 PULSE_OVERDUE_RULE, PULSE_KPI = "pulse_overdue", "pulse"  # the staff check-in schedule (pulse/schedule.py)
 AlertKey = tuple[str, str, str, str]  # (rule, vendor, kpi, segment)
+
+# Built once with a bound practice id: building a statement and its cache key took longer than running it.
+SERIES_QUERY = (select(Observation.vendor_id, Observation.kpi, Observation.segment, Observation.period,
+                       Observation.period_start, Observation.period_end, Observation.value)
+                .where(Observation.practice_id == bindparam("practice_id"))
+                .order_by(Observation.period_start, Observation.period_end))
+ALERTS_QUERY = select(Alert).where(Alert.practice_id == bindparam("practice_id"))
+CLOSINGS_QUERY = select(PulseSurvey.closed_on).where(PulseSurvey.practice_id == bindparam("practice_id"))
+# RETURNING with sort_by_parameter_order: one multi-row INSERT whose ids come back in the order given (a plain
+# executemany cost a round trip per row), so ids still follow the order things happened.
+ALERT_INSERT = insert(Alert).returning(Alert.id, sort_by_parameter_order=True)
+EVENT_INSERT = insert(AlertEvent).returning(AlertEvent.id, sort_by_parameter_order=True)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,16 @@ class EvaluationResult:
 
 
 @dataclass(frozen=True)
+class Applied:
+    """An event applied to an alert in memory, written by `record` with the practice's other events. `change` is
+    what it tells (None for events that notify nobody); its alert_id is filled in once the alert row exists."""
+
+    alert: Alert
+    event: AlertEvent
+    change: Change | None
+
+
+@dataclass(frozen=True)
 class Context:
     """What every rule of one practice's evaluation shares."""
 
@@ -91,33 +114,62 @@ class Context:
     now: dt.datetime
     silences: list[SilenceWindow]
 
-    @property
+    @cached_property
     def repeat_interval(self) -> dt.timedelta:
         return dt.timedelta(days=self.config.catalog.defaults.repeat_interval_days)
 
 
-def evaluate_practice(session: Session, config: Config, practice: Practice, as_of: dt.date,
-                      now: dt.datetime) -> EvaluationResult:
+def evaluate_practice(session: Session, config: Config, practice: Practice, as_of: dt.date, now: dt.datetime,
+                      silences: list[SilenceWindow] | None = None) -> EvaluationResult:
+    """`silences`: the active ones, when the caller read them once for a whole run; else read here."""
     series = load_series(session, practice.id)
     alerts = {(a.rule, a.vendor_id, a.kpi, a.segment): a
-              for a in session.scalars(select(Alert).where(Alert.practice_id == practice.id))}
-    context = Context(config, practice, as_of, now, active_silences(session, now))
-    changes: list[Change] = []
+              for a in session.scalars(ALERTS_QUERY, {"practice_id": practice.id})}
+    if silences is None:
+        silences = active_silences(session, now)
+    context = Context(config, practice, as_of, now, silences)
+    applied: list[Applied] = []
     for (vendor_id, kpi_key, segment), points in sorted(series.items()):
-        changes += evaluate_kpi(session, context, vendor_id, kpi_key, segment, points, alerts)
-    changes += evaluate_freshness(session, context, series, alerts)
-    changes += evaluate_pulse_overdue(session, context, alerts)
+        applied += evaluate_kpi(session, context, vendor_id, kpi_key, segment, points, alerts)
+    applied += evaluate_freshness(session, context, series, alerts)
+    applied += evaluate_pulse_overdue(session, context, alerts)
+    changes = record(session, applied)
     notification_id = enqueue_message(session, config, practice, [c for c in changes if not c.muted], now)
     return EvaluationResult(practice.id, changes, notification_id)
 
 
+def record(session: Session, applied: list[Applied]) -> list[Change]:
+    """Write a practice's new alerts in one INSERT and then all its events, in the order they happened, in another.
+    Plain Core inserts: the ORM's unit of work cost more than the statements (a flush per event, before, cost two
+    round trips each). Changed existing alerts stay in the session and are flushed as before."""
+    if not applied:
+        return []
+    new = [item.alert for item in applied if item.alert.id is None]
+    if new:
+        inserted = session.connection().execute(ALERT_INSERT, [row_of(alert) for alert in new])
+        for alert, alert_id in zip(new, inserted.scalars(), strict=True):
+            alert.id = alert_id
+    events = []
+    for item in applied:
+        item.event.alert_id = item.alert.id
+        events.append(row_of(item.event))
+    session.connection().execute(EVENT_INSERT, events)
+    return [replace(item.change, alert_id=item.alert.id) for item in applied if item.change is not None]
+
+
+def row_of(instance: Alert | AlertEvent) -> dict[str, object]:
+    """The column values set on a new (never added) ORM object; the table's defaults fill in the rest. The rows
+    of one INSERT must share their keys: apply_event sets the same attributes on every new alert."""
+    columns = instance.__table__.columns
+    return {key: value for key, value in vars(instance).items() if key in columns}
+
+
 def load_series(session: Session, practice_id: str) -> dict[tuple[str, str, str], list[Point]]:
-    query = (select(Observation.vendor_id, Observation.kpi, Observation.segment, Observation.period,
-                    Observation.period_start, Observation.period_end, Observation.value)
-             .where(Observation.practice_id == practice_id)
-             .order_by(Observation.period_start, Observation.period_end))
     series: dict[tuple[str, str, str], list[Point]] = defaultdict(list)
-    for vendor_id, kpi, segment, period, start, end, value in session.execute(query):
+    # Through the Core connection and fetched whole: plain column rows need none of the ORM's result machinery,
+    # and iterating a Core result fetches row by row; either cost more than the query for hundreds of rows.
+    rows = session.connection().execute(SERIES_QUERY, {"practice_id": practice_id}).all()
+    for vendor_id, kpi, segment, period, start, end, value in rows:
         series[(vendor_id, kpi, segment)].append(Point(period, start, end, value))
     return series
 
@@ -129,7 +181,7 @@ def active_silences(session: Session, now: dt.datetime) -> list[SilenceWindow]:
 
 
 def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: str, segment: str,
-                 points: list[Point], alerts: dict[AlertKey, Alert]) -> list[Change]:
+                 points: list[Point], alerts: dict[AlertKey, Alert]) -> list[Applied]:
     """Every rule of one KPI series. Periods before go-live are the practice's own performance (the baseline),
     never judged as the vendor's; stale data opens and closes nothing."""
     practice, config = context.practice, context.config
@@ -149,13 +201,13 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
     firing = alerts.get((RULE, vendor_id, kpi_key, segment))
     verdicts = judge_all(vendor_points, thresholds, baseline, vendor, learning,
                          firing is not None and firing.state == "firing")
-    changes = []
+    applied = []
     for rule, verdict in verdicts.items():
-        change = apply_rule(session, context, rule, alerts.get((rule, vendor_id, kpi_key, segment)), verdict,
-                            vendor, kpi_key, segment, learning, baseline=baseline)
-        if change is not None:
-            changes.append(change)
-    return changes
+        item = apply_rule(session, context, rule, alerts.get((rule, vendor_id, kpi_key, segment)), verdict,
+                          vendor, kpi_key, segment, learning, baseline=baseline)
+        if item is not None:
+            applied.append(item)
+    return applied
 
 
 def judge_all(points: list[Point], thresholds: Thresholds, baseline: float | None, vendor: Vendor, learning: bool,
@@ -173,7 +225,9 @@ def judge_all(points: list[Point], thresholds: Thresholds, baseline: float | Non
 
 def apply_rule(session: Session, context: Context, rule: str, alert: Alert | None, verdict: Verdict, vendor: Vendor,
                kpi_key: str, segment: str, learning: bool, due_on: str | None = None,
-               baseline: float | None = None) -> Change | None:
+               baseline: float | None = None) -> Applied | None:
+    if alert is None and verdict.severity is None:
+        return None  # what decide() says too; most series of most practices end here, so say it early
     previous = state_of(alert)
     previous_learning = alert.learning if alert is not None else False
     event = decide(previous, verdict, context.now, context.repeat_interval)
@@ -181,14 +235,14 @@ def apply_rule(session: Session, context: Context, rule: str, alert: Alert | Non
         return None
     practice = context.practice
     muted = event in NOTIFYING_EVENTS and is_silenced(practice.id, vendor.id, kpi_key, context.silences, context.now)
-    alert = apply_event(session, alert, event, verdict, practice.id, vendor.id, kpi_key, segment, learning,
-                        context.now, rule=rule, muted=muted)
+    alert, alert_event = apply_event(session, alert, event, verdict, practice.id, vendor.id, kpi_key, segment,
+                                     learning, context.now, rule=rule, muted=muted)
     if event not in NOTIFYING_EVENTS:
-        return None
+        return Applied(alert, alert_event, None)
     kpi = context.config.kpi(kpi_key)
     no_kpi_label = "check-in overdue" if rule == PULSE_OVERDUE_RULE else "Feed"
-    return Change(
-        alert_id=alert.id, event=event, severity=alert.severity,
+    change = Change(
+        alert_id=0, event=event, severity=alert.severity,  # 0 until record() has the row (a new alert has no id)
         previous_severity=previous.severity if previous else None, practice=practice.id, vendor=vendor.id,
         vendor_name=vendor.name, kpi=kpi_key, kpi_label=kpi.label if kpi else no_kpi_label,
         unit=kpi.unit if kpi else "days", better=kpi.better if kpi else "lower", segment=segment,
@@ -198,6 +252,7 @@ def apply_rule(session: Session, context: Context, rule: str, alert: Alert | Non
         baseline=verdict.baseline if verdict.baseline is not None else baseline, expected=verdict.expected,
         muted=muted, previous_learning=previous_learning,
     )
+    return Applied(alert, alert_event, change)
 
 
 def state_of(alert: Alert | None) -> AlertState | None:
@@ -209,11 +264,14 @@ def state_of(alert: Alert | None) -> AlertState | None:
 
 def apply_event(session: Session, alert: Alert | None, event: str, verdict: Verdict, practice_id: str,
                 vendor_id: str, kpi: str, segment: str, learning: bool, now: dt.datetime, rule: str = RULE,
-                muted: bool = False) -> Alert:
+                muted: bool = False) -> tuple[Alert, AlertEvent]:
+    """The new state, in memory; `record` writes the event (and the alert, if new) once the practice is judged."""
     if alert is None:
+        # Not added to the session: record() inserts the practice's new alerts in one statement, so every new
+        # alert sets the same columns (the optional ones None, as the ORM would insert them) whatever happens next.
         alert = Alert(rule=rule, practice_id=practice_id, vendor_id=vendor_id, kpi=kpi, segment=segment,
-                      started_at=now)
-        session.add(alert)
+                      started_at=now, threshold=None, resolved_at=None, last_notified_at=None, acknowledged_at=None,
+                      acknowledged_by=None)
     if event in ("pending", "firing") and alert.state not in ("pending", "firing"):
         alert.started_at, alert.resolved_at = now, None
     if event in ("severity_changed", "resolved", "cleared", "firing"):
@@ -226,29 +284,26 @@ def apply_event(session: Session, alert: Alert | None, event: str, verdict: Verd
         alert.resolved_at = now
     if event in NOTIFYING_EVENTS and not muted:
         alert.last_notified_at = now  # a muted change was not told, so it is due again once the silence ends
-    session.flush()
     label = f"{event} (silenced)" if muted else event
-    session.add(AlertEvent(alert_id=alert.id, event=label, severity=alert.severity, value=verdict.value,
-                           period=verdict.period, at=now))
-    return alert
+    return alert, AlertEvent(event=label, severity=alert.severity, value=verdict.value, period=verdict.period, at=now)
 
 
 def evaluate_freshness(session: Session, context: Context, series: dict[tuple[str, str, str], list[Point]],
-                       alerts: dict[AlertKey, Alert]) -> list[Change]:
+                       alerts: dict[AlertKey, Alert]) -> list[Applied]:
     """One 'feed late' alert per vendor: warning once a feed is past its grace days, critical when a second
     period is overdue; resolved when the feed arrives."""
-    changes = []
+    applied = []
     for vendor in context.practice.vendors:
         ends = [points[-1].period_end for (vendor_id, _, _), points in series.items() if vendor_id == vendor.id]
         due = next_due(vendor, max(ends) if ends else None, context.as_of)
         alert = alerts.get((FRESHNESS_RULE, vendor.id, FEED_KPI, "all"))
         if alert is not None and alert.state == "firing" and due.late and alert.period != due.expected_period:
             alert.state = "resolved"  # the earlier period arrived and a newer one is missing: a new lateness
-        change = apply_rule(session, context, FRESHNESS_RULE, alert, freshness_verdict(due), vendor, FEED_KPI,
-                            "all", False, due_on=due.due_on.isoformat())
-        if change is not None:
-            changes.append(change)
-    return changes
+        item = apply_rule(session, context, FRESHNESS_RULE, alert, freshness_verdict(due), vendor, FEED_KPI,
+                          "all", False, due_on=due.due_on.isoformat())
+        if item is not None:
+            applied.append(item)
+    return applied
 
 
 def freshness_verdict(due: FeedDue) -> Verdict:
@@ -256,20 +311,22 @@ def freshness_verdict(due: FeedDue) -> Verdict:
     return Verdict(severity, True, float(due.days_late), None, due.expected_period, due.due_on)
 
 
-def evaluate_pulse_overdue(session: Session, context: Context, alerts: dict[AlertKey, Alert]) -> list[Change]:
+def evaluate_pulse_overdue(session: Session, context: Context, alerts: dict[AlertKey, Alert]) -> list[Applied]:
     """One 'pulse overdue' alert per practice with a pulse cadence: its own rule, never a late feed."""
     practice = context.practice
     staff = staff_vendor(practice, STAFF_VENDOR_ID)
     if staff is None:
         return []
-    closings = list(session.scalars(select(PulseSurvey.closed_on).where(PulseSurvey.practice_id == practice.id)))
+    # Without a cadence no check-in is ever due (pulse.schedule.pending_checkins), so its surveys need no read.
+    closings = [] if practice.pulse.cadence_days is None else list(
+        session.connection().execute(CLOSINGS_QUERY, {"practice_id": practice.id}).scalars())
     verdict = overdue_verdict(practice, closings, context.as_of)
     alert = alerts.get((PULSE_OVERDUE_RULE, STAFF_VENDOR_ID, PULSE_KPI, "all"))
     if alert is not None and alert.state == "firing" and verdict.severity and alert.period != verdict.period:
         alert.state = "resolved"  # that check-in was met and a later one is missed: a new lateness
-    change = apply_rule(session, context, PULSE_OVERDUE_RULE, alert, verdict, staff, PULSE_KPI, "all", False,
-                        due_on=verdict.period)
-    return [change] if change is not None else []
+    item = apply_rule(session, context, PULSE_OVERDUE_RULE, alert, verdict, staff, PULSE_KPI, "all", False,
+                      due_on=verdict.period)
+    return [item] if item is not None else []
 
 
 def pushed(change: Change) -> bool:

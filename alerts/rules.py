@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from statistics import median
-from typing import Any
+from typing import Any, NamedTuple
 
 from config import Kpi, Practice, ThresholdOverride, Vendor
 from config.schema import CatalogDefaults, GlidePath, Tolerance
@@ -34,8 +34,10 @@ class Thresholds:
     trend_periods: int = 0
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
+    """One observed value. A named tuple, not a frozen dataclass: every evaluation and digest builds hundreds per
+    practice, and a frozen dataclass's __init__ (object.__setattr__ per field) cost several times as much."""
+
     period: str
     period_start: dt.date
     period_end: dt.date

@@ -73,8 +73,8 @@ class Observation(Base):
 
     __tablename__ = "observation"
     __table_args__ = (
+        # Also the only index per-practice reads need: they filter on its leading column (migration 0005).
         UniqueConstraint("practice_id", "vendor_id", "kpi", "period", "segment", name="uq_observation_key"),
-        Index("ix_observation_series", "practice_id", "vendor_id", "kpi", "segment", "period_start"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     practice_id: Mapped[str] = mapped_column(String(100))
@@ -148,6 +148,8 @@ class Alert(Base):
     __tablename__ = "alert"
     __table_args__ = (
         UniqueConstraint("rule", "practice_id", "vendor_id", "kpi", "segment", name="uq_alert_identity"),
+        # Evaluation and the digest read alerts practice by practice; the identity key leads with rule.
+        Index("ix_alert_practice", "practice_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     rule: Mapped[str] = mapped_column(String(30))
