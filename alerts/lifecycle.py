@@ -33,7 +33,7 @@ from alerts.rules import (
 from config import Config, Practice, Vendor
 from feeds.freshness import FeedDue, next_due
 from pulse.schedule import overdue_verdict
-from pulse.staff import STAFF_VENDOR_ID, baseline_min_periods, staff_vendor
+from pulse.staff import STAFF_VENDOR_ID, baseline_min_periods, staff_vendor, stale_after_days
 from storage.models import Alert, AlertEvent, Notification, Observation, PulseSurvey, Silence
 
 RULE = "threshold"
@@ -189,7 +189,8 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
     if vendor is None or kpi is None:
         return []
     vendor_points = [p for p in points if vendor.go_live <= p.period_start <= context.as_of]
-    if not vendor_points or is_stale(vendor_points[-1].period_end, vendor.cadence, context.as_of):
+    if not vendor_points or is_stale(vendor_points[-1].period_end, vendor.cadence, context.as_of,
+                                     stale_after_days(practice, vendor_id)):
         return []
     defaults = config.catalog.defaults
     thresholds = thresholds_for(kpi, practice, vendor, kpi_key, defaults)

@@ -195,10 +195,12 @@ def round_or_none(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def is_stale(latest_end: dt.date, cadence: str, as_of: dt.date) -> bool:
-    """Older than two reporting periods: the feed is late, and a stale value must not open or close an alert."""
-    allowed = dt.timedelta(days=21 if cadence == "weekly" else 62)
-    return as_of - latest_end > allowed
+def is_stale(latest_end: dt.date, cadence: str, as_of: dt.date, allowed_days: int | None = None) -> bool:
+    """Older than two reporting periods: the feed is late, and a stale value must not open or close an alert.
+    allowed_days: the window when it is not a vendor feed's (the staff pulse's own cadence)."""
+    if allowed_days is None:
+        allowed_days = 21 if cadence == "weekly" else 62
+    return as_of - latest_end > dt.timedelta(days=allowed_days)
 
 
 def in_learning_period(period_start: dt.date, go_live: dt.date, learning_days: int) -> bool:

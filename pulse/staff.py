@@ -31,6 +31,15 @@ def staff_vendor(practice: Practice, vendor_id: str) -> Vendor | None:
                   go_live=first_go_live(practice) or NO_GO_LIVE)
 
 
+def stale_after_days(practice: Practice, vendor_id: str) -> int | None:
+    """A pulse is stale once two check-ins (and the grace) have passed without a new one, like a feed two periods
+    late; None (the feed's own window) for a vendor, or a practice without a pulse cadence."""
+    cadence = practice.pulse.cadence_days
+    if vendor_id != STAFF_VENDOR_ID or cadence is None:
+        return None
+    return 2 * cadence + practice.pulse.grace_days
+
+
 def baseline_min_periods(practice: Practice, vendor_id: str, default: int) -> int:
     """Pulses are few and each already an aggregate: the practice's pulse settings say how many make a baseline."""
     return practice.pulse.baseline_min_pulses if vendor_id == STAFF_VENDOR_ID else default

@@ -143,6 +143,22 @@ def test_pulse_kpis_fire_through_the_vendor_alert_lifecycle(postgres_url: str, t
     assert "Talk with the team this week" in text
 
 
+@pytest.mark.parametrize(("cadence_days", "judged"), [(90, True), (None, False)])
+def test_a_quarterly_pulse_is_judged_between_check_ins_not_called_stale_after_two_months(
+    postgres_url: str, tmp_path: Path, cadence_days: int | None, judged: bool
+) -> None:
+    """Eleven weeks after a quarterly pulse it is still the current one. Without a cadence, a pulse is as stale
+    as a monthly feed two periods late, and stale data opens no alert."""
+    config = config_with(pine_clinic(cadence_days=cadence_days))
+    ingest(config, tmp_path, postgres_url, baseline_pulse(dt.date(2026, 2, 10)), "february.csv")
+    ingest(config, tmp_path, postgres_url, strained_pulse(dt.date(2026, 6, 1)), "june.csv")
+
+    evaluate_practices(config, as_of=dt.date(2026, 8, 20), now=NOW, database_url=postgres_url)
+
+    readiness_alert = staff_alerts(postgres_url).get(("threshold", "readiness_score"))
+    assert readiness_alert == ("critical" if judged else None)
+
+
 def test_a_pulse_never_reads_as_a_late_feed(postgres_url: str, tmp_path: Path) -> None:
     config = config_with(pine_clinic(cadence_days=None))
     ingest(config, tmp_path, postgres_url, baseline_pulse(dt.date(2026, 2, 10)), "february.csv")
