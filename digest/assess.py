@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from alerts.rules import SEVERITY_ORDER, Thresholds, baseline_bound, severity_of
+from alerts.rules import SEVERITY_ORDER, Thresholds, baseline_bound, severity_of, worse_than
 from config import Kpi, Practice, Vendor
 from digest.model import (
     SEVERITY_RANK,
@@ -65,13 +65,10 @@ def row_status(
         severity = alert_severity
     if severity:
         return severity, bound
-    if target is not None and misses(value, target, thresholds.better):
+    if worse_than(value, target, thresholds.better):
         return "off_target", None
     return ("ok" if kpi.rule == "threshold" or baseline is not None else "tracked"), None
 
-
-def misses(value: float, target: float, better: str) -> bool:
-    return value > target if better == "lower" else value < target
 
 
 def baseline_severity(value: float, baseline: float, thresholds: Thresholds) -> tuple[str | None, float | None]:
