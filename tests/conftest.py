@@ -109,6 +109,19 @@ def reset_caches() -> None:
     current_config.cache_clear()
 
 
+def stack_env(data_dir: Path, postgres_url: str, redis_url: str, teams: CapturingHTTPSServer,
+              smtp: CapturingSMTPServer, config_dir: Path = TEST_CONFIG) -> dict[str, str]:
+    """The environment of a `vendorwatch` process on the whole real stack: PostgreSQL, Redis, the loopback Teams
+    and SMTP servers."""
+    return subprocess_env({
+        "VENDORWATCH_CONFIG": str(config_dir),
+        "VENDORWATCH_DATA_DIR": str(data_dir),
+        "VENDORWATCH_DATABASE_URL": postgres_url,
+        "VENDORWATCH_BROKER_URL": redis_url,
+        **channel_environment(teams, smtp),
+    })
+
+
 def subprocess_env(extra: dict[str, str]) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("VENDORWATCH_")}
     environment.update(extra)

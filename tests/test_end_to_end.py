@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from storage.db import session_scope
 from storage.models import DigestRun, FeedFile, Notification
-from tests.conftest import TEST_CONFIG, channel_environment, subprocess_env
+from tests.conftest import TEST_CONFIG, stack_env
 from tests.support.smtp_capture import CapturingSMTPServer
 from tests.support.tls_capture import CapturingHTTPSServer
 from tests.worker_process import running_worker, vendorwatch
@@ -71,15 +71,7 @@ def test_a_breach_in_the_inbox_alerts_teams_and_email_once_then_resolves(
     smtp_server: CapturingSMTPServer,
 ) -> None:
     data_dir = tmp_path / "var"
-    env = subprocess_env(
-        {
-            "VENDORWATCH_CONFIG": str(TEST_CONFIG),
-            "VENDORWATCH_DATA_DIR": str(data_dir),
-            "VENDORWATCH_DATABASE_URL": postgres_url,
-            "VENDORWATCH_BROKER_URL": redis_url,
-            **channel_environment(teams_server, smtp_server),
-        }
-    )
+    env = stack_env(data_dir, postgres_url, redis_url, teams_server, smtp_server)
     inbox = data_dir / "inbox"
     breach_month, recovery_month = recent_months(2)
     breach = f"kpi,period,value\ndenial_rate,{breach_month},10.4\n"
@@ -137,15 +129,7 @@ def test_the_weekly_digest_arrives_once_with_html_and_text_parts(
     teams_server: CapturingHTTPSServer,
     smtp_server: CapturingSMTPServer,
 ) -> None:
-    env = subprocess_env(
-        {
-            "VENDORWATCH_CONFIG": str(TEST_CONFIG),
-            "VENDORWATCH_DATA_DIR": str(tmp_path / "var"),
-            "VENDORWATCH_DATABASE_URL": postgres_url,
-            "VENDORWATCH_BROKER_URL": redis_url,
-            **channel_environment(teams_server, smtp_server),
-        }
-    )
+    env = stack_env(tmp_path / "var", postgres_url, redis_url, teams_server, smtp_server)
     feed = tmp_path / "claimright.csv"
     month = recent_months(1)[0]
     feed.write_text(
@@ -176,11 +160,7 @@ def test_a_bad_file_in_the_inbox_is_quarantined_with_its_errors_and_the_operator
     smtp_server: CapturingSMTPServer,
 ) -> None:
     data_dir = tmp_path / "var"
-    env = subprocess_env({
-        "VENDORWATCH_CONFIG": str(TEST_CONFIG), "VENDORWATCH_DATA_DIR": str(data_dir),
-        "VENDORWATCH_DATABASE_URL": postgres_url, "VENDORWATCH_BROKER_URL": redis_url,
-        **channel_environment(teams_server, smtp_server),
-    })
+    env = stack_env(data_dir, postgres_url, redis_url, teams_server, smtp_server)
     month = recent_months(1)[0]
     with running_worker(env):
         drop_in_inbox(data_dir / "inbox", "broken.csv",
@@ -221,15 +201,7 @@ def test_two_beats_enqueueing_digest_due_at_once_send_the_weeks_digest_once(
         "    digest_to: [owner@maple.example, manager@maple.example]\n"
         "    digest: {weekday: monday, time: \"00:00\"}\n",
     ))
-    env = subprocess_env(
-        {
-            "VENDORWATCH_CONFIG": str(config_dir),
-            "VENDORWATCH_DATA_DIR": str(tmp_path / "var"),
-            "VENDORWATCH_DATABASE_URL": postgres_url,
-            "VENDORWATCH_BROKER_URL": redis_url,
-            **channel_environment(teams_server, smtp_server),
-        }
-    )
+    env = stack_env(tmp_path / "var", postgres_url, redis_url, teams_server, smtp_server, config_dir)
     beat = Celery(broker=redis_url)
     with running_worker(env) as first_log, running_worker(env) as second_log:
         for _ in range(2):
@@ -264,15 +236,7 @@ def test_a_duplicate_from_a_worker_that_died_before_asking_for_evaluation_still_
     `ingest --no-evaluate`); its redelivered task finds a duplicate, and must still ask for the evaluation, or
     the breach would wait for the daily run."""
     data_dir = tmp_path / "var"
-    env = subprocess_env(
-        {
-            "VENDORWATCH_CONFIG": str(TEST_CONFIG),
-            "VENDORWATCH_DATA_DIR": str(data_dir),
-            "VENDORWATCH_DATABASE_URL": postgres_url,
-            "VENDORWATCH_BROKER_URL": redis_url,
-            **channel_environment(teams_server, smtp_server),
-        }
-    )
+    env = stack_env(data_dir, postgres_url, redis_url, teams_server, smtp_server)
     [month] = recent_months(1)
     breach = f"kpi,period,value\ndenial_rate,{month},10.4\n"
     committed = tmp_path / "committed.csv"

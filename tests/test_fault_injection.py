@@ -23,12 +23,11 @@ import json
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import kombu
@@ -38,11 +37,11 @@ from sqlalchemy import Engine, TextClause, create_engine, select, text
 
 from storage.db import session_scope
 from storage.models import FeedFile
-from tests.conftest import TEST_CONFIG, channel_environment, subprocess_env
+from tests.conftest import stack_env
 from tests.support.smtp_capture import CapturingSMTPServer
 from tests.support.tls_capture import CapturingHTTPSServer
 from tests.test_end_to_end import recent_months
-from tests.worker_process import BIN, vendorwatch
+from tests.worker_process import Worker, started_worker, vendorwatch
 
 # Values inside every threshold and flat over the periods: a big file, but nothing to alert on.
 KPIS = {"days_in_ar": 38.0, "denial_rate": 5.0, "clean_claim_rate": 97.0, "net_collection_rate": 97.5}
@@ -79,78 +78,6 @@ def big_feed() -> str:
 @pytest.fixture(scope="module")
 def feed_text() -> str:
     return big_feed()
-
-
-@dataclass
-class Worker:
-    process: subprocess.Popen[str]
-    log: list[str] = field(default_factory=list)
-
-    def pool_children(self) -> list[int]:
-        """Live processes whose parent is the worker's main process: its prefork pool."""
-        return [pid for pid, ppid, _ in live_processes() if ppid == self.process.pid]
-
-    def group(self) -> list[int]:
-        """Live processes of the worker's process group (it leads its own session)."""
-        return [pid for pid, _, group in live_processes() if group == self.process.pid]
-
-    def tail(self) -> str:
-        return "\n".join(list(self.log)[-60:])
-
-
-def live_processes() -> list[tuple[int, int, int]]:
-    """(pid, parent pid, process group) of every process that is not a zombie, read from /proc."""
-    processes = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        state, ppid, group = stat.rsplit(")", 1)[1].split()[:3]
-        if state not in ("Z", "X"):
-            processes.append((int(entry), int(ppid), int(group)))
-    return processes
-
-
-@contextmanager
-def started_worker(env: dict[str, str], ready_timeout: float = 90) -> Iterator[Worker]:
-    """`vendorwatch worker` in its own process group; on exit stopped if the test has not killed it already."""
-    process = subprocess.Popen(
-        [str(BIN / "vendorwatch"), "worker", "--concurrency", "2", "--loglevel", "INFO"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    worker = Worker(process)
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            worker.log.append(line.rstrip())
-            if " ready." in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while not ready.wait(0.2):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("the worker did not start:\n" + worker.tail())
-        yield worker
-    finally:
-        stop_group(process)
-
-
-def stop_group(process: subprocess.Popen[str]) -> None:
-    for sig, grace in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 30.0)):
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class Watcher(threading.Thread):
@@ -302,18 +229,6 @@ def matches(worker: Worker, pattern: re.Pattern[str]) -> list[re.Match[str]]:
     return [match for line in list(worker.log) if (match := pattern.search(line))]
 
 
-def environment(
-    data_dir: Path, postgres_url: str, redis_url: str, teams: CapturingHTTPSServer, smtp: CapturingSMTPServer
-) -> dict[str, str]:
-    return subprocess_env({
-        "VENDORWATCH_CONFIG": str(TEST_CONFIG),
-        "VENDORWATCH_DATA_DIR": str(data_dir),
-        "VENDORWATCH_DATABASE_URL": postgres_url,
-        "VENDORWATCH_BROKER_URL": redis_url,
-        **channel_environment(teams, smtp),
-    })
-
-
 def assert_stored_once(data_dir: Path, postgres_url: str, sha256: str, engine: Engine) -> None:
     assert query(engine, SNAPSHOT) == WHOLE_FILE, "one feed_file, every row once, no rejection"
     assert stored_files(postgres_url) == [(sha256, ROWS)], "exactly one feed_file row, for these bytes"
@@ -329,10 +244,10 @@ def test_a_pool_child_killed_mid_ingest_has_its_task_redelivered_and_the_file_st
     smtp_server: CapturingSMTPServer, feed_text: str,
 ) -> None:
     data_dir = tmp_path / "var"
-    env = environment(data_dir, postgres_url, redis_url, teams_server, smtp_server)
+    env = stack_env(data_dir, postgres_url, redis_url, teams_server, smtp_server)
     engine = create_engine(postgres_url)
     try:
-        with started_worker(env) as worker, watching(postgres_url) as watcher:
+        with started_worker(env, ready_timeout=90) as worker, watching(postgres_url) as watcher:
             path = drop_in_inbox(data_dir, feed_text)
             sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
             vendorwatch("rerun", "ingest", env=env)  # the only enqueue in this test; no beat runs
@@ -375,11 +290,11 @@ def test_a_worker_killed_mid_ingest_leaves_nothing_written_and_the_inbox_scan_st
     smtp_server: CapturingSMTPServer, feed_text: str,
 ) -> None:
     data_dir = tmp_path / "var"
-    env = environment(data_dir, postgres_url, redis_url, teams_server, smtp_server)
+    env = stack_env(data_dir, postgres_url, redis_url, teams_server, smtp_server)
     engine = create_engine(postgres_url)
     try:
         with watching(postgres_url) as watcher:
-            with started_worker(env) as first:
+            with started_worker(env, ready_timeout=90) as first:
                 path = drop_in_inbox(data_dir, feed_text)
                 sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
                 vendorwatch("rerun", "ingest", env=env)
@@ -401,7 +316,7 @@ def test_a_worker_killed_mid_ingest_leaves_nothing_written_and_the_inbox_scan_st
             parked = unacknowledged(redis_url)
             assert [(name, task_id) for name, task_id, _ in parked.values()] == [("ingest.file", lost_task)], parked
 
-            with started_worker(env) as second:
+            with started_worker(env, ready_timeout=90) as second:
                 vendorwatch("rerun", "ingest", env=env)  # what beat's scan-inbox does every minute
                 wait_for(lambda: matches(second, INGESTED), second, "the inbox scan to ingest the file again")
                 wait_for(lambda: list((data_dir / "archive").rglob(f"*{NAME}")), second, "the file to be archived")

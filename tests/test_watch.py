@@ -18,7 +18,7 @@ from sqlalchemy import select
 from feeds.watch import watch_inbox
 from storage.db import session_scope
 from storage.models import Observation
-from tests.conftest import TEST_CONFIG, channel_environment, subprocess_env
+from tests.conftest import stack_env
 from tests.support.smtp_capture import CapturingSMTPServer
 from tests.support.tls_capture import CapturingHTTPSServer
 from tests.test_end_to_end import recent_months
@@ -226,15 +226,7 @@ def test_a_feed_renamed_into_the_inbox_is_stored_within_five_seconds(
     smtp_server: CapturingSMTPServer,
 ) -> None:
     data_dir = tmp_path / "var"
-    env = subprocess_env(
-        {
-            "VENDORWATCH_CONFIG": str(TEST_CONFIG),
-            "VENDORWATCH_DATA_DIR": str(data_dir),
-            "VENDORWATCH_DATABASE_URL": postgres_url,
-            "VENDORWATCH_BROKER_URL": redis_url,
-            **channel_environment(teams_server, smtp_server),
-        }
-    )
+    env = stack_env(data_dir, postgres_url, redis_url, teams_server, smtp_server)
     [month] = recent_months(1)
     with running_worker(env) as worker_log, running_watcher(env) as watcher_log:
         folder = data_dir / "inbox" / "maple-clinic" / "claimright"
