@@ -73,8 +73,10 @@ class Observation(Base):
 
     __tablename__ = "observation"
     __table_args__ = (
-        # Also the only index per-practice reads need: they filter on its leading column (migration 0005).
-        UniqueConstraint("practice_id", "vendor_id", "kpi", "period", "segment", name="uq_observation_key"),
+        # Also the only index per-practice reads need: they filter on its leading column (migration 0005), and on
+        # PostgreSQL it carries what the series read selects, so that read never visits the heap (migration 0006).
+        UniqueConstraint("practice_id", "vendor_id", "kpi", "period", "segment", name="uq_observation_key",
+                         postgresql_include=["period_start", "period_end", "value"]),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     practice_id: Mapped[str] = mapped_column(String(100))
