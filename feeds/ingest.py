@@ -10,12 +10,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from config import Config
+from feeds.bulk import stage_in_database
 from feeds.parse import Fingerprint, Table, UnreadableRow, fingerprint, json_table, stream_table
-from feeds.store import DuplicateFile, StoreCounts, claim_file, merge, stage, staged_duplicates, staged_practices
+from feeds.store import (
+    DuplicateFile,
+    StoreCounts,
+    claim_file,
+    merge,
+    prepare_staging,
+    stage,
+    staged_duplicates,
+    staged_practices,
+)
 from feeds.validate import (
     MAX_LISTED_PROBLEMS,
     FeedOrigin,
@@ -42,6 +52,7 @@ class IngestResult:
     practices: list[str] = field(default_factory=list)
     moved_to: str | None = None
     problem_count: int = 0
+    checked_in: str | None = None  # postgresql | python: where the rows of an accepted feed were checked
 
     @property
     def changed(self) -> bool:
@@ -61,6 +72,7 @@ class IngestResult:
             "moved_to": self.moved_to,
             "errors": [problem.as_dict() for problem in self.problems],
             "error_count": max(self.problem_count, len(self.problems)),
+            "checked_in": self.checked_in,
         }
 
 
@@ -83,9 +95,10 @@ def is_pulse_export(head: bytes) -> bool:
 
 def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path | None = None,
                 practice: str | None = None, vendor: str | None = None, today: dt.date | None = None,
-                database_url: str | None = None, survey_tool: str | None = None) -> IngestResult:
+                database_url: str | None = None, survey_tool: str | None = None, bulk: bool = True) -> IngestResult:
     """Ingest one feed file or pulse export (survey_tool: read it as that tool's export, without detecting).
-    The file is read twice, streaming (a fingerprint pass, then the parse), so memory does not grow with its size."""
+    The file is read twice, streaming (a fingerprint pass, then the parse), so memory does not grow with its size.
+    bulk=False skips the check inside PostgreSQL (feeds.bulk) and checks every row in Python."""
     fp = fingerprint(path)
     inferred = origin_from_inbox(path, inbox)
     origin = FeedOrigin(practice or inferred.practice_id, vendor or inferred.vendor_id)
@@ -95,7 +108,7 @@ def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path 
         return ingest_pulse_export(path, path.read_bytes(), config, origin.practice_id, database_url=database_url,
                                    survey_tool=survey_tool, source=source, today=today)
     return ingest_feed(path, fp, config, origin, source=source, today=today or dt.date.today(),
-                       database_url=database_url)
+                       database_url=database_url, bulk=bulk)
 
 
 class FileRejected(Exception):
@@ -105,12 +118,13 @@ class FileRejected(Exception):
 
 
 def ingest_feed(path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin, *, source: str,
-                today: dt.date, database_url: str | None = None) -> IngestResult:
+                today: dt.date, database_url: str | None = None, bulk: bool = True) -> IngestResult:
     try:
         with session_scope(database_url) as session:
             feed = claim_file(session, sha256=fp.sha256, filename=path.name, source=source,
                               practice_id=origin.practice_id, vendor_id=origin.vendor_id)
-            rows, counts, practices = load_and_merge(session, path, fp, config, origin, today, feed.id)
+            rows, counts, practices, checked_in = load_and_merge(session, path, fp, config, origin, today, feed.id,
+                                                                 bulk)
             feed.rows = rows
             if feed.practice_id is None and len(practices) == 1:
                 feed.practice_id = practices[0]
@@ -120,7 +134,7 @@ def ingest_feed(path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
         record_rejection(path, fp.sha256, source, list(rejected.problems), database_url)
         return IngestResult(str(path), "rejected", problems=list(rejected.problems),
                             problem_count=rejected.problems.total)
-    return IngestResult(str(path), "accepted", rows=rows, counts=counts, practices=practices)
+    return IngestResult(str(path), "accepted", rows=rows, counts=counts, practices=practices, checked_in=checked_in)
 
 
 def practices_of_file(sha256: str, database_url: str | None) -> list[str]:
@@ -137,11 +151,27 @@ def practices_of_file(sha256: str, database_url: str | None) -> list[str]:
 
 
 def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
-                   today: dt.date, feed_id: int) -> tuple[int, StoreCounts, list[str]]:
+                   today: dt.date, feed_id: int, bulk: bool = True) -> tuple[int, StoreCounts, list[str], str]:
     """Stage every valid row, then merge, in the caller's transaction; FileRejected (rolling it all back) if
-    any row, or the file as a whole, has a problem."""
-    problems = ProblemLog()
+    any row, or the file as a whole, has a problem. Also says where the rows were checked: in PostgreSQL for a
+    big long CSV it can prove clean (feeds.bulk), else in Python."""
     connection = session.connection()
+    prepare_staging(connection)
+    total, checked_in = None, "postgresql"
+    if connection.dialect.name == "postgresql" and bulk:
+        total = stage_in_database(connection, path, fp, config, origin, today)
+    if total is None:
+        total, checked_in = stage_row_by_row(connection, path, fp, config, origin, today), "python"
+    counts = merge(connection, feed_id, utcnow())
+    return total, counts, staged_practices(connection), checked_in
+
+
+def stage_row_by_row(connection: Connection, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
+                     today: dt.date) -> int:
+    """Check every row in Python as the file streams past, staging the valid ones; FileRejected with every
+    problem, each named by row and column, if there is any."""
+    problems = ProblemLog()
+    total = 0
     try:
         with open_table(path, fp) as table:
             canonical = canonical_rows(table, config, origin)
@@ -155,8 +185,7 @@ def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config
     if problems:
         problems.sort(key=lambda problem: problem.row)
         raise FileRejected(problems)
-    counts = merge(connection, feed_id, utcnow())
-    return total, counts, staged_practices(connection)
+    return total
 
 
 @contextmanager

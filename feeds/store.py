@@ -57,16 +57,22 @@ def claim_file(session: Session, *, sha256: str, filename: str, source: str, pra
     return feed
 
 
-def stage(connection: Connection, observations: Iterable[ObservationIn]) -> int:
-    """Load observations into the connection's staging table; returns how many."""
+def prepare_staging(connection: Connection) -> None:
+    """An empty staging table for this file, on this connection."""
     connection.execute(text(STAGING_DDL))
     if connection.dialect.name != "postgresql":
         connection.execute(text("DELETE FROM feed_staging"))
-        return insert_rows(connection, observations)
+        return
     # TRUNCATE, not DELETE: a temporary table is never vacuumed, so deleted rows would pile up per connection.
     # The duplicate check groups the whole file: give this transaction the memory to do it without disk sorts.
     connection.execute(text("TRUNCATE feed_staging"))
     connection.execute(text("SET LOCAL work_mem = '256MB'"))
+
+
+def stage(connection: Connection, observations: Iterable[ObservationIn]) -> int:
+    """Load observations into the connection's (prepared) staging table; returns how many."""
+    if connection.dialect.name != "postgresql":
+        return insert_rows(connection, observations)
     count = copy_rows(connection, observations)
     connection.execute(text("ANALYZE feed_staging"))
     return count

@@ -318,38 +318,66 @@ def check_segment(row_number: int, row: dict[str, str], problems: list[Problem])
 def check_value(row_number: int, row: dict[str, str], kpi: Kpi | None, vendor_unit: str | None,
                 problems: list[Problem], signed: bool = False) -> float | None:
     text = row.get("value", "")
-    if text == "":
-        problems.append(Problem(row_number, "value", text, "missing value (a missing value is never read as zero)"))
+    number = read_number(text)
+    if isinstance(number, str):
+        problems.append(Problem(row_number, "value", text, number))
         return None
+    if kpi is None:
+        return None
+    unit = value_unit(row, vendor_unit)
+    if unit is INVALID_UNIT:
+        problems.append(Problem(row_number, "unit", row.get("unit", ""), "unit must be percent or ratio"))
+        return None
+    value, had_percent_sign = number
+    if (scale := unit_scale(kpi, unit, had_percent_sign)) != 1:
+        value *= scale
+    return check_range(row_number, text, value, kpi, problems, signed)
+
+
+def read_number(text: str) -> tuple[float, bool] | str:
+    """(value, had a % sign), or why the text is not a value."""
+    if text == "":
+        return "missing value (a missing value is never read as zero)"
     try:
         value, had_percent_sign = float(text), False
     except ValueError:
         try:
             value, had_percent_sign = parse_number(text)
         except ValueError:
-            problems.append(Problem(row_number, "value", text, "not a number"))
-            return None
+            return "not a number"
     if value != value or value in (float("inf"), float("-inf")):
-        problems.append(Problem(row_number, "value", text, "not a number"))
-        return None
-    if kpi is None:
-        return None
+        return "not a number"
+    return value, had_percent_sign
+
+
+INVALID_UNIT = "invalid"
+
+
+def value_unit(row: dict[str, str], vendor_unit: str | None) -> str | None:
+    """The row's unit column, else the vendor's `unit`; INVALID_UNIT for anything but percent or ratio."""
     unit = (row.get("unit") or "").strip().lower() or vendor_unit
-    if unit not in (None, "percent", "%", "ratio"):
-        problems.append(Problem(row_number, "unit", row.get("unit", ""), "unit must be percent or ratio"))
-        return None
-    if kpi.unit == "%" and unit == "ratio" and not had_percent_sign:
-        value *= 100
-    return check_range(row_number, text, value, kpi, problems, signed)
+    return unit if unit in (None, "percent", "%", "ratio") else INVALID_UNIT
+
+
+def unit_scale(kpi: Kpi, unit: str | None, had_percent_sign: bool) -> float:
+    """A percent KPI sent as a ratio (0.093) is stored as a percent (9.3), unless the cell itself says %."""
+    return 100.0 if kpi.unit == "%" and unit == "ratio" and not had_percent_sign else 1.0
+
+
+def value_bounds(kpi: Kpi, signed: bool = False) -> tuple[float | None, float | None, str]:
+    """(lowest, highest, the problem outside them) a stored value of this KPI may take; None: unbounded."""
+    if kpi.unit == "%":
+        return 0.0, 100.0, "percent outside 0-100"
+    if kpi.unit in NON_NEGATIVE_UNITS and not signed:
+        return 0.0, None, f"negative {kpi.unit}"
+    return None, None, ""
 
 
 def check_range(row_number: int, text: str, value: float, kpi: Kpi, problems: list[Problem],
                 signed: bool = False) -> float | None:
-    if kpi.unit == "%" and not 0 <= value <= 100:
-        problems.append(Problem(row_number, "value", text, "percent outside 0-100"))
-        return None
-    if kpi.unit in NON_NEGATIVE_UNITS and value < 0 and not signed:
-        problems.append(Problem(row_number, "value", text, f"negative {kpi.unit}"))
+    low, high, message = value_bounds(kpi, signed)
+    if (low is not None and value < low) or (high is not None and value > high):
+        problems.append(Problem(row_number, "value", text, message))
         return None
     return value
 

@@ -21,7 +21,7 @@ from config import Config, Practice
 from config.schema import SurveysFile
 from feeds.ingest import IngestResult, record_rejection
 from feeds.periods import Period
-from feeds.store import DuplicateFile, StoreCounts, claim_file, merge, stage
+from feeds.store import DuplicateFile, StoreCounts, claim_file, merge, prepare_staging, stage
 from feeds.validate import ObservationIn, Problem
 from pulse.anonymity import visible_groups
 from pulse.forms import Respondent, Responses, SurveyRejected, parse_export
@@ -143,5 +143,6 @@ def store_observations(session: Session, config: Config, practice: Practice, clo
     rows = [ObservationIn(practice.id, STAFF_VENDOR_ID, kpi, period, "all", value, 1)
             for kpi, value in scores.items() if config.kpi(kpi) is not None]
     connection = session.connection()
+    prepare_staging(connection)
     stage(connection, rows)
     return merge(connection, feed_file_id, utcnow())

@@ -56,9 +56,13 @@ SNAPSHOT = text(
     "SELECT (SELECT count(*) FROM feed_file), (SELECT count(*) FROM observation),"
     " (SELECT count(*) FROM feed_rejection)"
 )
-COPYING = text(
-    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
-    " AND query LIKE 'COPY feed_staging%' AND xact_start IS NOT NULL"
+# The file's transaction at work: its rows streaming in with COPY (into feed_raw when checked inside PostgreSQL,
+# into feed_staging when checked row by row), being staged, or being merged. All of it comes before the commit.
+MID_INGEST = text(
+    "SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
+    " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+    " AND (query LIKE 'COPY feed_%' OR query LIKE '%INSERT INTO feed_staging%'"
+    " OR query LIKE 'INSERT INTO observation %')"
 )
 BACKEND_ALIVE = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
 TASK_RECEIVED = re.compile(r"Task ingest\.file\[([0-9a-f-]+)\] received")
@@ -135,7 +139,7 @@ def wait_for(condition: Callable[[], object], worker: Worker, message: str, time
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}; worker log:\n{worker.tail()}")
 
 
@@ -144,19 +148,35 @@ def query(engine: Engine, statement: TextClause, **parameters: object) -> tuple[
         return tuple(int(n) for n in connection.execute(statement, parameters).one())
 
 
-def copying_backends(engine: Engine) -> list[int]:
+def busy_backends(engine: Engine) -> list[tuple[int, int]]:
+    """(backend pid, client port) of each session in the middle of an ingest."""
     with engine.connect() as connection:
-        return [int(pid) for pid in connection.execute(COPYING).scalars()]
+        return [(int(pid), int(port)) for pid, port in connection.execute(MID_INGEST)]
 
 
-def holds_open(pid: int, path: Path) -> bool:
+def socket_inodes(port: int) -> set[str]:
+    """The inodes of this machine's TCP sockets bound locally to `port` (the client end of a connection)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    return inodes
+
+
+def holds_connection(pid: int, port: int) -> bool:
+    """Whether process `pid` owns the client socket of the PostgreSQL session connected from `port`."""
+    wanted = {f"socket:[{inode}]" for inode in socket_inodes(port)}
     try:
         descriptors = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return False
     for descriptor in descriptors:
         try:
-            if os.readlink(f"/proc/{pid}/fd/{descriptor}") == str(path):
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}") in wanted:
                 return True
         except OSError:
             continue
@@ -170,21 +190,23 @@ class Interrupted:
 
 
 def kill_mid_ingest(engine: Engine, worker: Worker, path: Path, kill: Callable[[int], None]) -> Interrupted:
-    """Wait until PostgreSQL shows the file's rows streaming into feed_staging and a pool child holds the file
-    open, then call kill(child). The file stays open until staging ends, and the duplicate check, the merge and
-    the commit come after that, so the kill lands inside the file's transaction."""
+    """Wait until PostgreSQL shows a session copying, staging or merging the file's rows and find the pool child
+    that owns that session's connection, then call kill(child). All of that happens before the commit, so the
+    kill lands inside the file's transaction."""
     found: list[Interrupted] = []
 
-    def copying() -> bool:
-        backends = copying_backends(engine)
+    def busy() -> bool:
+        backends = busy_backends(engine)
         if not backends:
             return False
-        children = [pid for pid in worker.pool_children() if holds_open(pid, path)]
-        assert len(backends) == 1 and len(children) <= 1, (backends, children)
-        found[:] = [Interrupted(children[0], backends[0])] if children else []
+        assert len(backends) == 1, backends
+        backend, port = backends[0]
+        children = [pid for pid in worker.pool_children() if holds_connection(pid, port)]
+        assert len(children) <= 1, children
+        found[:] = [Interrupted(children[0], backend)] if children else []
         return bool(found)
 
-    wait_for(copying, worker, f"a pool child to be copying {path.name} into feed_staging")
+    wait_for(busy, worker, f"a pool child to be in the middle of ingesting {path.name}")
     kill(found[0].child)
     return found[0]
 

@@ -1,0 +1,205 @@
+"""The check inside PostgreSQL (feeds.bulk) stores exactly what the row-by-row check stores, or leaves the file to
+it. Generated long CSVs in the shapes real exports take (whitespace, case, %, $, thousands, ratio units, week and
+day periods, BOM, cp1252, semicolons, tabs, CRLF, quoted cells, blank rows) and with the damage they suffer
+(unknown names, future periods, bad numbers, repeated keys) go through both paths, into two databases that see the
+same files in the same order; outcome, problems and stored rows must be equal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, text
+
+from config import BUNDLED_DIR, Config, load_config
+from feeds.ingest import IngestResult, ingest_path
+from storage.db import engine_for, session_scope, upgrade
+from storage.models import Observation, ObservationRevision
+from tests.support.services import drop_postgres_database, fresh_postgres_database
+
+TODAY = dt.date(2026, 11, 23)
+PRACTICE, VENDOR = "oakridge-fm", "acme-billing"
+SETTINGS: dict[str, Any] = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config(BUNDLED_DIR)
+
+
+def database(name: str) -> Iterator[str]:
+    url = fresh_postgres_database(name)
+    upgrade(url)
+    yield url
+    engine_for(url).dispose()
+    drop_postgres_database(url)
+
+
+@pytest.fixture(scope="module")
+def bulk_url() -> Iterator[str]:
+    yield from database("vw_bulk")
+
+
+@pytest.fixture(scope="module")
+def rows_url() -> Iterator[str]:
+    yield from database("vw_rows")
+
+
+_names = itertools.count()
+
+
+def ingest(data: bytes, config: Config, url: str, directory: Path, *, bulk: bool) -> IngestResult:
+    path = directory / f"feed-{next(_names)}.csv"
+    path.write_bytes(data)
+    try:
+        return ingest_path(path, config, today=TODAY, database_url=url, bulk=bulk)
+    finally:
+        path.unlink()
+
+
+def stored(url: str) -> tuple[set[tuple[object, ...]], set[tuple[object, ...]]]:
+    with session_scope(url) as session:
+        observations = {(o.practice_id, o.vendor_id, o.kpi, o.period, o.period_start, o.period_end, o.segment,
+                         o.value) for o in session.scalars(select(Observation))}
+        revisions = {(r.old_value, r.new_value) for r in session.scalars(select(ObservationRevision))}
+    return observations, revisions
+
+
+def assert_same_outcome(data: bytes, config: Config, bulk_url: str, rows_url: str, directory: Path) -> IngestResult:
+    fast = ingest(data, config, bulk_url, directory, bulk=True)
+    slow = ingest(data, config, rows_url, directory, bulk=False)
+    assert slow.checked_in in (None, "python")
+    assert (fast.status, fast.rows, fast.counts, fast.problems, fast.problem_count) == (
+        slow.status, slow.rows, slow.counts, slow.problems, slow.problem_count)
+    assert stored(bulk_url) == stored(rows_url)
+    assert orphans(bulk_url) == orphans(rows_url) == 0, "every observation names the feed file it came from"
+    return fast
+
+
+def orphans(url: str) -> int:
+    """Observations whose feed_file row does not exist (no foreign key checks this since migration 0007)."""
+    query = text("SELECT count(*) FROM observation o LEFT JOIN feed_file f ON f.id = o.feed_file_id"
+                 " WHERE f.id IS NULL")
+    with session_scope(url) as session:
+        return int(session.execute(query).scalar_one())
+
+
+# -- generated feeds ------------------------------------------------------------------------------------------------
+
+PRACTICES = [PRACTICE, f" {PRACTICE} ", "oakridge", ""]
+VENDORS = [VENDOR, "acme", " acme-billing"]
+KPIS = {"days_in_ar": ["days_in_ar", "Days_In_AR"], "denial_rate": [" denial_rate ", "DENIAL_RATE"],
+        "net_collection_rate": ["net_collection_rate"], "clean_claim_rate": ["clean_claim_rate"]}
+PERIODS = {"2026-03": ["2026-03", "2026-3", " 2026-03 "], "2025-12": ["2025-12"], "2026-W10": ["2026-W10", "2026W10"],
+           "2026-03-15": ["2026-03-15"]}
+SEGMENTS = {"all": ["all", "ALL", ""], "payer:Aetna": ["payer:Aetna"], "provider:p0001": [" provider:p0001"],
+            "location:Main St": ["location:Main St"], "provider:Dr Müller": ["provider:Dr Müller"]}
+VALUES = ["41", "41.5", " 41 ", "5.5%", "0", "100", "7", "12.345678901234567", "$12.50", "1e1", "99.9%", "0.000"]
+RATIOS = ["0.055", "0.5", "1", "0", ".25"]
+UNITS = ["", "percent", "%", "ratio", "Ratio"]
+DAMAGED = {"practice": ["oakridge", ""], "vendor": ["acme"], "kpi": ["denials", ""], "unit": ["bogus"],
+           "period": ["2027-01", "2026-13", "", "March"], "segment": ["bad", "payer:"],
+           "value": ["", "abc", "9,8", "(12)", "-3", "nan", "101", "1,234"]}
+
+
+@st.composite
+def clean_rows(draw: st.DrawFn, columns: list[str]) -> list[dict[str, str]]:
+    """Rows whose keys are all different, each key written in one of the ways exports write it."""
+    keys = draw(st.lists(st.tuples(st.sampled_from(sorted(KPIS)), st.sampled_from(sorted(PERIODS)),
+                                   st.sampled_from(sorted(SEGMENTS))), unique=True, min_size=1, max_size=25))
+    rows = []
+    for kpi, period, segment in keys:
+        unit = draw(st.sampled_from(UNITS)) if "unit" in columns else ""
+        rows.append({
+            "practice": draw(st.sampled_from(PRACTICES[:2])), "vendor": VENDOR,
+            "kpi": draw(st.sampled_from(KPIS[kpi])), "period": draw(st.sampled_from(PERIODS[period])),
+            "segment": draw(st.sampled_from(SEGMENTS[segment])), "unit": unit,
+            "value": draw(st.sampled_from(RATIOS if unit.lower() == "ratio" else VALUES)),
+        })
+    return rows
+
+
+@st.composite
+def long_csv(draw: st.DrawFn) -> bytes:
+    columns = ["practice", "vendor", "kpi", "period", "value", "segment", *(["unit"] if draw(st.booleans()) else [])]
+    columns = draw(st.permutations(columns))
+    rows = draw(clean_rows(columns))
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):  # damage: a bad cell, or a key given twice
+        if rows and draw(st.booleans()):
+            row = dict(draw(st.sampled_from(rows)))
+            column = draw(st.sampled_from(columns))
+            row[column] = draw(st.sampled_from(DAMAGED[column]))
+            rows.append(row)
+        elif rows:
+            rows.append(draw(st.sampled_from(rows)))
+    delimiter = draw(st.sampled_from([",", ";", "\t"]))
+    quote_all = draw(st.booleans())
+    lines = [delimiter.join(draw(st.sampled_from([name, name.upper(), f" {name.title()} "])) for name in columns)]
+    for row in draw(st.permutations(rows)):
+        cells = [row[name] for name in columns]
+        lines.append(delimiter.join(f'"{cell}"' if quote_all or delimiter in cell else cell for cell in cells))
+        if draw(st.integers(0, 15)) == 0:
+            lines.append(draw(st.sampled_from(["", delimiter * (len(columns) - 1)])))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    text = newline.join(lines) + draw(st.sampled_from([newline, ""]))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]))
+    return text.encode(encoding)
+
+
+CLEAN_MESSY = (
+    "\ufeffPractice;Vendor;KPI;Period;Value;Segment;Unit\r\n"
+    f" {PRACTICE} ;{VENDOR};Days_In_AR;2026-3;41;all;\r\n"
+    f"{PRACTICE};{VENDOR};denial_rate;2026-W10;0.055;payer:Aetna;ratio\r\n"
+    f"{PRACTICE};{VENDOR};denial_rate;2026-03-15;5.5%;payer:Aetna;RATIO\r\n"
+    f'{PRACTICE};{VENDOR};days_in_ar;2026-04;" 1,234 ";"location:Main St";\r\n'
+).encode()
+
+CLEAN_CP1252 = CLEAN_MESSY.decode("utf-8").removeprefix("\ufeff").replace("Main St", "Café Müller").encode("cp1252")
+
+
+@settings(max_examples=120, **SETTINGS)
+@given(data=long_csv())
+@example(data=CLEAN_MESSY)
+@example(data=CLEAN_CP1252)
+def test_both_paths_store_the_same_rows_and_name_the_same_problems(
+    data: bytes, config: Config, bulk_url: str, rows_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    assert_same_outcome(data, config, bulk_url, rows_url, tmp_path_factory.mktemp("bulk"))
+
+
+def test_a_clean_file_in_the_messy_shapes_of_real_exports_is_checked_in_postgresql(
+    config: Config, bulk_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    data = CLEAN_MESSY.replace(b"2026-3;", b"2026-02;")  # bytes of their own: not a duplicate of the example above
+    result = assert_same_outcome(data, config, bulk_url, rows_url, tmp_path)
+
+    assert (result.status, result.rows, result.checked_in) == ("accepted", 4, "postgresql")
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (b"denials;2026-W10;0.055;payer:Aetna;ratio", "unknown KPI"),
+    (b"denial_rate;2027-W10;0.055;payer:Aetna;ratio", "period is in the future"),
+    (b"denial_rate;2026-W10;abc;payer:Aetna;ratio", "not a number"),
+    (b"denial_rate;2026-W10;0.055;payer:Aetna;bogus", "unit must be percent or ratio"),
+    (b"denial_rate;2026-W10;1.055;payer:Aetna;ratio", "percent outside 0-100"),
+    (b"denial_rate;2026-W10;0.055;Aetna;ratio", "segment must be"),
+])
+def test_a_file_with_a_problem_is_left_to_the_row_by_row_check_which_names_it(
+    damage: bytes, problem: str, config: Config, bulk_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    data = CLEAN_MESSY.replace(b"denial_rate;2026-W10;0.055;payer:Aetna;ratio", damage)
+    assert data != CLEAN_MESSY
+
+    result = assert_same_outcome(data, config, bulk_url, rows_url, tmp_path)
+
+    assert result.status == "rejected"
+    assert [p.row for p in result.problems] == [3] and problem in result.problems[0].message
