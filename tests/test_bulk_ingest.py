@@ -66,7 +66,7 @@ def ingest(data: bytes, config: Config, url: str, directory: Path, *, bulk: bool
         path.unlink()
 
 
-def stored(url: str) -> tuple[set[tuple[object, ...]], set[tuple[object, ...]]]:
+def stored(url: str) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
     with session_scope(url) as session:
         observations = {(o.practice_id, o.vendor_id, o.kpi, o.period, o.period_start, o.period_end, o.segment,
                          o.value) for o in session.scalars(select(Observation))}
@@ -134,7 +134,8 @@ def long_csv(draw: st.DrawFn) -> bytes:
     columns = draw(st.permutations(columns))
     rows = draw(clean_rows(columns))
     for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):  # damage: a bad cell, or a key given twice
-        if rows and draw(st.booleans()):
+        bad_cell: bool = draw(st.booleans())
+        if rows and bad_cell:
             row = dict(draw(st.sampled_from(rows)))
             column = draw(st.sampled_from(columns))
             row[column] = draw(st.sampled_from(DAMAGED[column]))
