@@ -224,7 +224,8 @@ def instrument(phases: list[tuple[str, float, float, float]], statements: dict[s
                                backend_cpu(backend.get("pid")) - pg))
         return wrapper
 
-    for name in ("fingerprint", "claim_file", "stage", "staged_duplicates", "merge", "staged_practices"):
+    for name in ("fingerprint", "claim_file", "prepare_staging", "stage_in_database", "stage_row_by_row", "merge",
+                 "staged_practices"):
         setattr(ingest_module, name, timed(name, getattr(ingest_module, name)))
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -272,6 +273,7 @@ def measure_ingest(csv_path: str, config_dir: str, url: str, split: bool = False
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
     return {
         "status": result.status,
+        "checked_in": result.checked_in,
         "rows": result.rows,
         "inserted": result.counts.inserted if result.counts else None,
         "revised": result.counts.revised if result.counts else None,
@@ -375,7 +377,7 @@ def print_split(split: dict[str, Any], passes: list[tuple[str, float, int]]) -> 
         say(f"    {'commit':<26} {split['commit']:8.2f} {split['commit'] / total:6.0%}")
     say(f"    {'other (session, config)':<26} {total - accounted:8.2f} {(total - accounted) / total:6.0%}")
     validate = next((seconds for label, seconds, _ in passes if label.startswith("parse + validate (")), None)
-    stage = next((wall for name, wall, _, _ in split["phases"] if name == "stage"), None)
+    stage = next((wall for name, wall, _, _ in split["phases"] if name == "stage_row_by_row"), None)
     if validate is not None and stage is not None:
         say(f"    stage {stage:.2f} s vs parse + validate alone {validate:.2f} s: streaming COPY into the staging "
             f"table adds ~{max(0.0, stage - validate):.2f} s (the server side runs on another core)")
@@ -426,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             result = in_child(csv_path, config_dir, url)
             say(f"  ingest_path (child process): status={result['status']} rows={result['rows']:,} "
                 f"inserted={result['inserted']} revised={result['revised']} unchanged={result['unchanged']} "
-                f"practices={result['practices']}")
+                f"practices={result['practices']} checked_in={result['checked_in']}")
             if result["problems"]:
                 say("    first problems: " + "; ".join(result["problems"]))
             assert result["status"] == "accepted", f"ingest status {result['status']}"
