@@ -26,7 +26,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DataError
 
 from config import Config
-from feeds.parse import CHUNK, Fingerprint, Table, normalise_header, sniff_delimiter
+from feeds.parse import CHUNK, Fingerprint, Table, is_json_feed, normalise_header, sniff_delimiter
 from feeds.validate import (
     INVALID_UNIT,
     SIGNED_KPIS,
@@ -71,7 +71,7 @@ class LongLayout:
 def long_layout(path: Path, fp: Fingerprint, origin: FeedOrigin) -> LongLayout | None:
     """The header of a long CSV this path can read, or None."""
     encoding = ENCODINGS.get(fp.encoding)
-    if encoding is None or path.suffix.lower() == ".json" or fp.head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+    if encoding is None or is_json_feed(path, fp):
         return None
     with path.open("r", encoding=fp.encoding, errors="replace", newline="") as stream:
         first_line = stream.readline().removesuffix("\n").removesuffix("\r")

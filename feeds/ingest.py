@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from config import Config
 from feeds.bulk import stage_in_database
-from feeds.parse import Fingerprint, Table, UnreadableRow, fingerprint, json_table, stream_table
+from feeds.parse import Fingerprint, Table, UnreadableRow, fingerprint, is_json_feed, json_table, stream_table
 from feeds.store import (
     DuplicateFile,
     StoreCounts,
@@ -191,7 +191,7 @@ def stage_row_by_row(connection: Connection, path: Path, fp: Fingerprint, config
 @contextmanager
 def open_table(path: Path, fp: Fingerprint) -> Iterator[Table]:
     """The file as a table: JSON read whole (feeds in JSON are small), CSV streamed row by row."""
-    if path.suffix.lower() == ".json" or fp.head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+    if is_json_feed(path, fp):
         try:
             table = json_table(path.read_bytes())
         except ValueError as exc:  # only the document's shape: a ValueError from the caller's block is not ours

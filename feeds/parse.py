@@ -67,6 +67,11 @@ def fingerprint(path: Path) -> Fingerprint:
     return Fingerprint(digest.hexdigest(), "utf-8-sig" if utf8 else "cp1252", size, head)
 
 
+def is_json_feed(path: Path, fp: Fingerprint) -> bool:
+    """A JSON feed: named .json, or its first character (after a BOM and whitespace) opens an object."""
+    return path.suffix.lower() == ".json" or fp.head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+
+
 def decode(data: bytes) -> str:
     """UTF-8 with or without BOM, falling back to cp1252 (what Excel on Windows writes)."""
     try:
