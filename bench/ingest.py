@@ -62,6 +62,17 @@ PERIODS = tuple(f"{2024 + (9 + i) // 12}-{(9 + i) % 12 + 1:02d}" for i in range(
 BARE_DDL = "CREATE TABLE bare (practice text, vendor text, kpi text, period text, value double precision, segment text)"
 FLOOR_DDL = ("CREATE TABLE observation_floor"
              " (LIKE observation INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)")
+# The least any store that keeps one value per key could cost: the rows already resolved to an integer series key
+# and dates, sorted by that key, COPYed with no parsing of names, no checks and no Python into a narrow table,
+# with the key as primary key (and, for contrast, without any index).
+NARROW_ROWS = (
+    "COPY (SELECT dense_rank() OVER (ORDER BY practice, vendor, kpi, segment), start, (start + interval '1 month"
+    " - 1 day')::date, value, 0 FROM (SELECT *, to_date(period || '-01', 'YYYY-MM-DD') AS start FROM bare) b"
+    " ORDER BY 1, 2) TO STDOUT"
+)
+NARROW_DDL = ("CREATE TABLE {name} (series_id integer NOT NULL, period_start date NOT NULL, period_end date NOT NULL,"
+              " value double precision NOT NULL, feed_file_id integer NOT NULL{key})")
+NARROW_KEY = ", PRIMARY KEY (series_id, period_start, period_end)"
 FLOOR_INSERT = (
     "INSERT INTO observation_floor (practice_id, vendor_id, kpi, period, period_start, period_end, segment, value,"
     " feed_file_id, updated_at) SELECT practice, vendor, kpi, period, to_date(period || '-01', 'YYYY-MM-DD'),"
@@ -200,6 +211,25 @@ def time_floor(url: str) -> dict[str, float]:
         conn.commit()
         pg_cpu = backend_cpu(pid) - pg_start
     return {"seconds": time.perf_counter() - start, "rows": rows, "pg_cpu": pg_cpu}
+
+
+def time_narrow_copies(url: str) -> dict[str, float]:
+    """Seconds to COPY the resolved, sorted rows (NARROW_ROWS) into a narrow heap, and into one keyed by them."""
+    with psycopg.connect(libpq_url(url)) as conn, conn.cursor() as cursor:
+        with cursor.copy(NARROW_ROWS) as copy:
+            chunks = [bytes(chunk) for chunk in copy]
+        cursor.execute(NARROW_DDL.format(name="narrow_heap", key=""))
+        cursor.execute(NARROW_DDL.format(name="narrow_keyed", key=NARROW_KEY))
+    seconds = {}
+    for name in ("narrow_heap", "narrow_keyed"):
+        checkpoint(url)
+        start = time.perf_counter()
+        with psycopg.connect(libpq_url(url)) as conn, conn.cursor() as cursor, \
+                cursor.copy(f"COPY {name} FROM STDIN") as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        seconds[name] = time.perf_counter() - start
+    return seconds
 
 
 # -- the measured ingest (runs in a spawned child) ----------------------------------------------------------------
@@ -413,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             f"python {sys.version.split()[0]}, psycopg {psycopg.__version__} ({psycopg.pq.__impl__}), "
             f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}")
 
-        def measured(url: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, float] | None]:
+        def measured(url: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, float] | None,
+                                        dict[str, float] | None]:
             with psycopg.connect(libpq_url(url)) as conn:
                 conn.execute(BARE_DDL)
                 say(f"  database: PostgreSQL {conn.info.server_version // 10000}, "
@@ -438,9 +469,11 @@ def main(argv: list[str] | None = None) -> int:
             say(f"    {result['seconds']:.2f} s, {rate(rows, result['seconds'])}, python CPU {result['cpu']:.2f} s; "
                 f"RSS {result['rss_before_mb']:.0f} MB after imports and config, peak {result['peak_rss_mb']:.0f} MB; "
                 f"observation holds {stored:,} rows")
-            return copy, result, None if args.quick else time_floor(url)
+            if args.quick:
+                return copy, result, None, None
+            return copy, result, time_floor(url), time_narrow_copies(url)
 
-        copy, result, floor = with_database(measured)
+        copy, result, floor, narrow = with_database(measured)
         seconds, copy_seconds, peak = result["seconds"], copy["seconds"], result["peak_rss_mb"]
         ratio = seconds / copy_seconds
 
@@ -453,6 +486,11 @@ def main(argv: list[str] | None = None) -> int:
             say(f"  floor: INSERT ... SELECT from the bare table into a copy of observation with its indexes (no FK, "
                 f"no ON CONFLICT, no Python): {floor['seconds']:.2f} s, {rate(rows, floor['seconds'])}, backend CPU "
                 f"{floor['pg_cpu']:.2f} s, {floor['seconds'] / copy_seconds:.1f}x the bare COPY")
+        if narrow is not None:
+            say(f"  floor for any keyed store: the rows already resolved to (integer series key, period dates, value)"
+                f" and sorted, COPYed into a narrow table: {narrow['narrow_heap']:.2f} s with no index "
+                f"({narrow['narrow_heap'] / copy_seconds:.2f}x the bare COPY), {narrow['narrow_keyed']:.2f} s with "
+                f"that key as primary key ({narrow['narrow_keyed'] / copy_seconds:.2f}x)")
         if not args.quick:
             split = with_database(lambda url: checkpoint_then_ingest(url, csv_path, config_dir))
             assert split["status"] == "accepted" and split["rows"] == rows, split["status"]

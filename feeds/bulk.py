@@ -11,6 +11,11 @@ repeated, bytes COPY refuses, or a shape this path does not read: JSON, wide, a 
 rolled back and the caller runs the row-by-row path, which reads the file again and names every problem with
 its row and column. So this path never writes an error message, and for every file both paths store the same
 observations (tests/test_bulk_ingest.py compares them on generated files).
+
+A first delivery (none of the file's practice, vendor, KPI and period combinations is stored yet, the usual case
+for a new month) skips the staging table: its rows go straight into `observation`, whose unique key then catches
+a row the file repeats. Should that key object (a repeat, or another file storing the same keys at the same
+moment), the insert alone is rolled back and the rows are staged and merged as any other file.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import DataError
+from sqlalchemy import Connection, bindparam, text
+from sqlalchemy.exc import DataError, IntegrityError
 
 from config import Config
 from feeds.parse import CHUNK, Fingerprint, Table, is_json_feed, normalise_header, sniff_delimiter
@@ -40,6 +45,7 @@ from feeds.validate import (
     value_bounds,
     value_unit,
 )
+from storage.models import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -85,32 +91,70 @@ def long_layout(path: Path, fp: Fingerprint, origin: FeedOrigin) -> LongLayout |
     return LongLayout(tuple(columns), delimiter, encoding)
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A file proven clean here: `rows` of it, either staged in feed_staging for the caller to merge, or, for a
+    first delivery, already stored in observation (`practices` then names the practices it stored values for)."""
+
+    rows: int
+    practices: list[str] | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.practices is not None
+
+
 def stage_in_database(connection: Connection, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
-                      today: dt.date) -> int | None:
-    """Stage the file into feed_staging (already created and empty) if it is provably clean; returns the rows
-    staged, or None with nothing changed (the caller then runs the row-by-row path)."""
+                      today: dt.date, feed_file_id: int, now: dt.datetime) -> Checked | None:
+    """Stage the file into feed_staging (already created and empty), or store a first delivery outright, if it
+    is provably clean; None with nothing changed otherwise (the caller then runs the row-by-row path)."""
     layout = long_layout(path, fp, origin)
     if layout is None:
         return None
     try:
         with connection.begin_nested():
-            return stage_proven(connection, path, layout, RowValidator(config, origin, today))
+            return check_proven(connection, path, layout, RowValidator(config, origin, today), feed_file_id, now)
     except (NotProven, DataError, psycopg.DataError) as exc:
         log.info("%s: checked row by row instead (%s)", path.name, type(exc).__name__)
         return None
 
 
-def stage_proven(connection: Connection, path: Path, layout: LongLayout, validator: RowValidator) -> int:
+def check_proven(connection: Connection, path: Path, layout: LongLayout, validator: RowValidator,
+                 feed_file_id: int, now: dt.datetime) -> Checked:
     copy_raw(connection, path, layout)
     rows = connection.execute(text(f"SELECT count(*) FROM feed_raw r WHERE {not_blank(layout)}")).scalar_one()
     if rows == 0:
         raise NotProven("no data rows")
     load_verdicts(connection, layout, validator)
+    first_delivery = connection.execute(text(STORED_KEY_SQL)).first() is None
     # The planner cannot know that every raw row finds exactly one verdict; misjudging the joins as selective it
     # picks nested loops, one pass over a lookup table per row. Every lookup table is small: hash them all.
     connection.execute(text("SET LOCAL enable_nestloop = off"))
-    staged = connection.execute(text(STAGE_SQL.format(**stage_parts(layout)))).rowcount
-    connection.execute(text("SET LOCAL enable_nestloop = on"))
+    try:
+        stored = store_first_delivery(connection, layout, rows, feed_file_id, now) if first_delivery else None
+        return stored or Checked(stage_proven(connection, layout, rows))
+    finally:
+        connection.execute(text("SET LOCAL enable_nestloop = on"))
+
+
+def store_first_delivery(connection: Connection, layout: LongLayout, rows: int, feed_file_id: int,
+                         now: dt.datetime) -> Checked | None:
+    """Insert the rows straight into observation; None, with nothing inserted, if its unique key objects."""
+    statement = text(STORE_SQL.format(select=SELECT_SQL.format(**stage_parts(layout)))).bindparams(
+        bindparam("now", value=now, type_=UTCDateTime()), bindparam("feed", value=feed_file_id))
+    try:
+        with connection.begin_nested():
+            inserted = connection.execute(statement).rowcount
+            if inserted != rows:
+                raise NotProven(f"{rows - inserted} row(s) did not pass")
+    except IntegrityError:
+        return None
+    practices = connection.execute(text("SELECT DISTINCT practice_id FROM verdict_group ORDER BY 1")).scalars()
+    return Checked(rows, list(practices))
+
+
+def stage_proven(connection: Connection, layout: LongLayout, rows: int) -> int:
+    staged = connection.execute(text(STAGE_SQL.format(select=SELECT_SQL.format(**stage_parts(layout))))).rowcount
     if staged != rows:
         raise NotProven(f"{rows - staged} row(s) did not pass")
     connection.execute(text("ANALYZE feed_staging"))
@@ -235,8 +279,7 @@ def stage_parts(layout: LongLayout) -> dict[str, str]:
 
 # Every row joins its verdicts by its raw texts; a row whose value is neither a plain number nor a judged text, or
 # whose scaled value falls outside its KPI's bounds, is left out, and the caller counts what came through.
-STAGE_SQL = """
-INSERT INTO feed_staging (line, practice_id, vendor_id, kpi, period, period_start, period_end, segment, value)
+SELECT_SQL = """
 SELECT line, practice_id, vendor_id, kpi_key, label, first_day, last_day, canonical, value FROM (
     SELECT r.line, g.practice_id, g.vendor_id, g.kpi_key, p.label, p.first_day, p.last_day, s.canonical, g.low,
         g.high, CASE
@@ -254,6 +297,19 @@ SELECT line, practice_id, vendor_id, kpi_key, label, first_day, last_day, canoni
 ) x
 WHERE value IS NOT NULL AND (low IS NULL OR value >= low) AND (high IS NULL OR value <= high)
 """
+STAGE_SQL = ("INSERT INTO feed_staging (line, practice_id, vendor_id, kpi, period, period_start, period_end, segment,"
+             " value) {select}")
+# No line number here, and every row stamped with the file and the time; otherwise the same rows.
+STORE_SQL = ("INSERT INTO observation (practice_id, vendor_id, kpi, period, period_start, period_end, segment, value,"
+             " feed_file_id, updated_at) SELECT practice_id, vendor_id, kpi_key, label, first_day, last_day,"
+             " canonical, value, :feed, :now FROM ({select}) staged")
+# Does observation hold any (practice, vendor, KPI, period) this file could give? Each of the file's judged
+# (practice, vendor, KPI) groups with each of its periods, looked up in observation's unique key.
+STORED_KEY_SQL = (
+    "SELECT 1 FROM verdict_group g CROSS JOIN verdict_period p WHERE EXISTS (SELECT 1 FROM observation o"
+    " WHERE o.practice_id = g.practice_id AND o.vendor_id = g.vendor_id AND o.kpi = g.kpi_key AND o.period = p.label)"
+    " LIMIT 1"
+)
 
 REPEATED_KEY_SQL = (
     "SELECT 1 FROM feed_staging GROUP BY practice_id, vendor_id, kpi, period, segment HAVING count(*) > 1 LIMIT 1"

@@ -157,12 +157,17 @@ def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config
     big long CSV it can prove clean (feeds.bulk), else in Python."""
     connection = session.connection()
     prepare_staging(connection)
-    total, checked_in = None, "postgresql"
+    now = utcnow()
+    checked = None
     if connection.dialect.name == "postgresql" and bulk:
-        total = stage_in_database(connection, path, fp, config, origin, today)
-    if total is None:
+        checked = stage_in_database(connection, path, fp, config, origin, today, feed_id, now)
+    if checked is not None and checked.stored:
+        return checked.rows, StoreCounts(checked.rows, 0, 0), checked.practices or [], "postgresql"
+    if checked is not None:
+        total, checked_in = checked.rows, "postgresql"
+    else:
         total, checked_in = stage_row_by_row(connection, path, fp, config, origin, today), "python"
-    counts = merge(connection, feed_id, utcnow())
+    counts = merge(connection, feed_id, now)
     return total, counts, staged_practices(connection), checked_in
 
 
