@@ -154,7 +154,7 @@ def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config
                    today: dt.date, feed_id: int, bulk: bool = True) -> tuple[int, StoreCounts, list[str], str]:
     """Stage every valid row, then merge, in the caller's transaction; FileRejected (rolling it all back) if
     any row, or the file as a whole, has a problem. Also says where the rows were checked: in PostgreSQL for a
-    big long CSV it can prove clean (feeds.bulk), else in Python."""
+    long CSV it can prove clean (feeds.bulk, which stores a first delivery itself, unstaged), else in Python."""
     connection = session.connection()
     prepare_staging(connection)
     now = utcnow()
