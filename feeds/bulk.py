@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import psycopg
 from sqlalchemy import Connection, bindparam, text
@@ -181,8 +182,22 @@ def copy_raw(connection: Connection, path: Path, layout: LongLayout) -> None:
                  f" DELIMITER {delimiter}, ENCODING '{layout.encoding}', FORCE_NOT_NULL ({', '.join(cells)}))")
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor, cursor.copy(statement) as copy, path.open("rb") as stream:  # type: ignore[union-attr]
-        while chunk := stream.read(CHUNK):
+        for chunk in without_trailing_blank_lines(stream):
             copy.write(chunk)
+
+
+def without_trailing_blank_lines(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    """The file's bytes in chunks, its line breaks at the very end cut to one. COPY reads a blank line as a row
+    with too few cells and refuses the file; many exports end with one, and the row-by-row path skips it."""
+    held = b""  # line breaks at the end of what was read so far: written only if more than breaks follows
+    while chunk := stream.read(size):
+        body = chunk.rstrip(b"\r\n")
+        if body:
+            yield held + body
+            held = b""
+        held += chunk[len(body):]
+    if held:
+        yield b"\r\n" if held.startswith(b"\r\n") else held[:1]
 
 
 def not_blank(layout: LongLayout) -> str:

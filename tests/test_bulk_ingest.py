@@ -7,6 +7,7 @@ same files in the same order; outcome, problems and stored rows must be equal.""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import event, select, text
 
 from config import BUNDLED_DIR, Config, load_config
+from feeds.bulk import without_trailing_blank_lines
 from feeds.ingest import IngestResult, ingest_path
 from storage.db import engine_for, session_scope, upgrade
 from storage.models import Observation, ObservationRevision
@@ -269,3 +271,30 @@ def test_a_first_delivery_that_repeats_a_key_stores_nothing_and_the_repeat_is_na
     assert "already given in row 3" in result.problems[0].message
     with session_scope(bulk_url) as session:
         assert session.scalars(select(Observation).where(Observation.period == "2025-06")).first() is None
+
+
+# -- blank lines at the end: COPY would refuse them --------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 64])
+@pytest.mark.parametrize("data, sent", [
+    (b"h\na\nb\n", b"h\na\nb\n"),
+    (b"h\na\nb\n\n\n", b"h\na\nb\n"),
+    (b"h\r\na\r\n\r\n", b"h\r\na\r\n"),
+    (b"h\na\n\nb\n\n", b"h\na\n\nb\n"),  # a blank line inside stays: it is the row-by-row path's to skip
+    (b"h\na", b"h\na"),
+    (b"", b""),
+])
+def test_only_the_line_breaks_at_the_very_end_are_cut_to_one(data: bytes, sent: bytes, size: int) -> None:
+    assert b"".join(without_trailing_blank_lines(io.BytesIO(data), size)) == sent
+
+
+@pytest.mark.parametrize("ending", [b"\n\n", b"\n\n\n", b"\r\n\r\n"])
+def test_a_file_ending_in_blank_lines_is_still_checked_in_postgresql(
+    ending: bytes, config: Config, bulk_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    data = FIRST_DELIVERY.replace(b"2025-07", b"2025-05").replace(b"\n", b"\r\n" if b"\r" in ending else b"\n")
+    data = data.rstrip(b"\r\n") + ending
+
+    result = assert_same_outcome(data, config, bulk_url, rows_url, tmp_path)
+
+    assert (result.status, result.rows, result.checked_in) == ("accepted", 3, "postgresql")
