@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 import psycopg
-from sqlalchemy import Connection, bindparam, text
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DataError
 
 from config import Config
 from feeds.parse import CHUNK, Fingerprint, Table, is_json_feed, normalise_header, sniff_delimiter
+from feeds.store import STAGING_COLUMNS, insert_new
 from feeds.validate import (
     INVALID_UNIT,
     SIGNED_KPIS,
@@ -46,7 +47,6 @@ from feeds.validate import (
     value_bounds,
     value_unit,
 )
-from storage.models import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,15 @@ log = logging.getLogger(__name__)
 # as long over a million cells with counted ones ({1,15}); the length keeps float8's range out of reach.
 PLAIN_NUMBER = r"^-?[0-9]+(\.[0-9]+)?$"
 PLAIN_LENGTH = 40
+MAX_DISTINCT_VALUES = 200_000  # beyond this, judging distinct texts saves nothing and holds them all in memory
+ENCODINGS = {"utf-8-sig": "UTF8", "cp1252": "WIN1252"}
+GROUP_COLUMNS = ("practice", "vendor", "kpi", "unit")
+PERIOD_COLUMNS = ("period", "period_start", "period_end")
 
 
 def is_plain(cell: str) -> str:
     """SQL: is this value cell a plain number?"""
     return f"(length({cell}) <= {PLAIN_LENGTH} AND {cell} ~ '{PLAIN_NUMBER}')"
-MAX_DISTINCT_VALUES = 200_000  # beyond this, judging distinct texts saves nothing and holds them all in memory
-ENCODINGS = {"utf-8-sig": "UTF8", "cp1252": "WIN1252"}
-GROUP_COLUMNS = ("practice", "vendor", "kpi", "unit")
-PERIOD_COLUMNS = ("period", "period_start", "period_end")
 
 
 class NotProven(Exception):
@@ -148,15 +148,11 @@ def check_proven(connection: Connection, path: Path, layout: LongLayout, validat
 def store_first_delivery(connection: Connection, layout: LongLayout, rows: int, feed_file_id: int,
                          now: dt.datetime) -> Checked | None:
     """Insert the rows straight into observation; None, with nothing inserted, if its unique key objects."""
-    statement = text(STORE_SQL.format(select=SELECT_SQL.format(**stage_parts(layout)))).bindparams(
-        bindparam("now", value=now, type_=UTCDateTime()), bindparam("feed", value=feed_file_id))
-    try:
-        with connection.begin_nested():
-            inserted = connection.execute(statement).rowcount
-            if inserted != rows:
-                raise NotProven(f"{rows - inserted} row(s) did not pass")
-    except IntegrityError:
+    inserted = insert_new(connection, feed_file_id, now, f"({SELECT_SQL.format(**stage_parts(layout))}) checked")
+    if inserted is None:
         return None
+    if inserted != rows:
+        raise NotProven(f"{rows - inserted} row(s) did not pass")
     practices = connection.execute(text("SELECT DISTINCT practice_id FROM verdict_group ORDER BY 1")).scalars()
     return Checked(rows, list(practices))
 
@@ -302,7 +298,8 @@ def stage_parts(layout: LongLayout) -> dict[str, str]:
 # Every row joins its verdicts by its raw texts; a row whose value is neither a plain number nor a judged text, or
 # whose scaled value falls outside its KPI's bounds, is left out, and the caller counts what came through.
 SELECT_SQL = """
-SELECT line, practice_id, vendor_id, kpi_key, label, first_day, last_day, canonical, value FROM (
+SELECT line, practice_id, vendor_id, kpi_key AS kpi, label AS period, first_day AS period_start,
+    last_day AS period_end, canonical AS segment, value FROM (
     SELECT r.line, g.practice_id, g.vendor_id, g.kpi_key, p.label, p.first_day, p.last_day, s.canonical, g.low,
         g.high, CASE
             WHEN v.cell IS NOT NULL THEN v.value * CASE WHEN v.had_percent THEN g.scale_percent ELSE g.scale_plain END
@@ -319,12 +316,7 @@ SELECT line, practice_id, vendor_id, kpi_key, label, first_day, last_day, canoni
 ) x
 WHERE value IS NOT NULL AND (low IS NULL OR value >= low) AND (high IS NULL OR value <= high)
 """
-STAGE_SQL = ("INSERT INTO feed_staging (line, practice_id, vendor_id, kpi, period, period_start, period_end, segment,"
-             " value) {select}")
-# No line number here, and every row stamped with the file and the time; otherwise the same rows.
-STORE_SQL = ("INSERT INTO observation (practice_id, vendor_id, kpi, period, period_start, period_end, segment, value,"
-             " feed_file_id, updated_at) SELECT practice_id, vendor_id, kpi_key, label, first_day, last_day,"
-             " canonical, value, :feed, :now FROM ({select}) staged")
+STAGE_SQL = f"INSERT INTO feed_staging ({STAGING_COLUMNS}) {{select}}"
 # Does observation hold any (practice, vendor, KPI, period) this file could give? Each of the file's judged
 # (practice, vendor, KPI) groups with each of its periods, looked up in observation's unique key.
 STORED_KEY_SQL = (

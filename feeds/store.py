@@ -120,14 +120,19 @@ def staged_duplicates(connection: Connection, limit: int, period_column: str = "
             for line, kpi, period, first in connection.execute(query, {"limit": limit})]
 
 
+def stamped(now: dt.datetime) -> BindParameter[dt.datetime]:
+    return bindparam("now", value=now, type_=UTCDateTime())
+
+
 def merge(connection: Connection, feed_file_id: int, now: dt.datetime) -> StoreCounts:
     """Insert new keys, supersede changed values (keeping the old ones as revisions), leave equal ones alone."""
-    at = bindparam("now", value=now, type_=UTCDateTime())
+    at = stamped(now)
     total = connection.execute(text("SELECT count(*) FROM feed_staging")).scalar_one()
     inserted = connection.execute(text(
         f"SELECT count(*) FROM feed_staging s WHERE NOT EXISTS (SELECT 1 FROM observation o WHERE {KEY_MATCH})"
     )).scalar_one()
-    if inserted == total and connection.dialect.name == "postgresql" and insert_new(connection, feed_file_id, at):
+    first_delivery = inserted == total and connection.dialect.name == "postgresql"
+    if first_delivery and insert_new(connection, feed_file_id, now) is not None:
         return StoreCounts(inserted=int(total), revised=0, unchanged=0)
     revised = connection.execute(text(
         "INSERT INTO observation_revision (observation_id, old_value, new_value, old_feed_file_id,"
@@ -145,18 +150,19 @@ def merge(connection: Connection, feed_file_id: int, now: dt.datetime) -> StoreC
     return StoreCounts(inserted=int(inserted), revised=int(revised), unchanged=int(total - inserted - revised))
 
 
-def insert_new(connection: Connection, feed_file_id: int, at: BindParameter[dt.datetime]) -> bool:
-    """A first delivery (no key exists yet) needs no conflict handling; a plain INSERT costs far less. Should
-    another file add one of these keys meanwhile, the savepoint rolls back and the caller upserts instead."""
+def insert_new(connection: Connection, feed_file_id: int, now: dt.datetime, rows: str = "feed_staging") -> int | None:
+    """A first delivery (no key exists yet) needs no conflict handling; a plain INSERT costs far less. `rows` is
+    the table, or parenthesised query, the OBSERVATION_COLUMNS come from. Returns how many rows went in, or None
+    with nothing inserted if a key already exists (another file added it meanwhile, or `rows` repeats one): the
+    savepoint rolls back and the caller upserts instead."""
     try:
         with connection.begin_nested():
-            connection.execute(text(
+            return int(connection.execute(text(
                 f"INSERT INTO observation ({OBSERVATION_COLUMNS}, feed_file_id, updated_at)"
-                f" SELECT {OBSERVATION_COLUMNS}, :feed, :now FROM feed_staging"
-            ).bindparams(at), {"feed": feed_file_id})
+                f" SELECT {OBSERVATION_COLUMNS}, :feed, :now FROM {rows}"
+            ).bindparams(stamped(now)), {"feed": feed_file_id}).rowcount)
     except IntegrityError:
-        return False
-    return True
+        return None
 
 
 def staged_practices(connection: Connection) -> list[str]:
