@@ -11,11 +11,6 @@ repeated, bytes COPY refuses, or a shape this path does not read: JSON, wide, a 
 rolled back and the caller runs the row-by-row path, which reads the file again and names every problem with
 its row and column. So this path never writes an error message, and for every file both paths store the same
 observations (tests/test_bulk_ingest.py compares them on generated files).
-
-A first delivery (none of the file's practice, vendor, KPI and period combinations is stored yet, the usual case
-for a new month) skips the staging table: its rows go straight into `observation`, whose unique key then catches
-a row the file repeats. Should that key object (a repeat, or another file storing the same keys at the same
-moment), the insert alone is rolled back and the rows are staged and merged as any other file.
 """
 
 from __future__ import annotations
@@ -33,7 +28,7 @@ from sqlalchemy.exc import DataError
 
 from config import Config
 from feeds.parse import CHUNK, Fingerprint, Table, is_json_feed, normalise_header, sniff_delimiter
-from feeds.store import STAGING_COLUMNS, insert_new
+from feeds.store import STAGING_COLUMNS
 from feeds.validate import (
     INVALID_UNIT,
     SIGNED_KPIS,
@@ -99,62 +94,34 @@ def long_layout(path: Path, fp: Fingerprint, origin: FeedOrigin) -> LongLayout |
     return LongLayout(tuple(columns), delimiter, encoding)
 
 
-@dataclass(frozen=True)
-class Checked:
-    """A file proven clean here: `rows` of it, either staged in feed_staging for the caller to merge, or, for a
-    first delivery, already stored in observation (`practices` then names the practices it stored values for)."""
-
-    rows: int
-    practices: list[str] | None = None
-
-    @property
-    def stored(self) -> bool:
-        return self.practices is not None
-
-
 def stage_in_database(connection: Connection, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
-                      today: dt.date, feed_file_id: int, now: dt.datetime) -> Checked | None:
-    """Stage the file into feed_staging (already created and empty), or store a first delivery outright, if it
-    is provably clean; None with nothing changed otherwise (the caller then runs the row-by-row path)."""
+                      today: dt.date) -> int | None:
+    """Stage the file into feed_staging (already created and empty) if it is provably clean, and say how many
+    rows; None with nothing changed otherwise (the caller then runs the row-by-row path)."""
     layout = long_layout(path, fp, origin)
     if layout is None:
         return None
     try:
         with connection.begin_nested():
-            return check_proven(connection, path, layout, RowValidator(config, origin, today), feed_file_id, now)
+            return check_proven(connection, path, layout, RowValidator(config, origin, today))
     except (NotProven, DataError, psycopg.DataError) as exc:
         log.info("%s: checked row by row instead (%s)", path.name, type(exc).__name__)
         return None
 
 
-def check_proven(connection: Connection, path: Path, layout: LongLayout, validator: RowValidator,
-                 feed_file_id: int, now: dt.datetime) -> Checked:
+def check_proven(connection: Connection, path: Path, layout: LongLayout, validator: RowValidator) -> int:
     copy_raw(connection, path, layout)
     rows = connection.execute(text(f"SELECT count(*) FROM feed_raw r WHERE {not_blank(layout)}")).scalar_one()
     if rows == 0:
         raise NotProven("no data rows")
     load_verdicts(connection, layout, validator)
-    first_delivery = connection.execute(text(STORED_KEY_SQL)).first() is None
     # The planner cannot know that every raw row finds exactly one verdict; misjudging the joins as selective it
     # picks nested loops, one pass over a lookup table per row. Every lookup table is small: hash them all.
     connection.execute(text("SET LOCAL enable_nestloop = off"))
     try:
-        stored = store_first_delivery(connection, layout, rows, feed_file_id, now) if first_delivery else None
-        return stored or Checked(stage_proven(connection, layout, rows))
+        return stage_proven(connection, layout, rows)
     finally:
         connection.execute(text("SET LOCAL enable_nestloop = on"))
-
-
-def store_first_delivery(connection: Connection, layout: LongLayout, rows: int, feed_file_id: int,
-                         now: dt.datetime) -> Checked | None:
-    """Insert the rows straight into observation; None, with nothing inserted, if its unique key objects."""
-    inserted = insert_new(connection, feed_file_id, now, f"({SELECT_SQL.format(**stage_parts(layout))}) checked")
-    if inserted is None:
-        return None
-    if inserted != rows:
-        raise NotProven(f"{rows - inserted} row(s) did not pass")
-    practices = connection.execute(text("SELECT DISTINCT practice_id FROM verdict_group ORDER BY 1")).scalars()
-    return Checked(rows, list(practices))
 
 
 def stage_proven(connection: Connection, layout: LongLayout, rows: int) -> int:
@@ -317,14 +284,6 @@ SELECT line, practice_id, vendor_id, kpi_key AS kpi, label AS period, first_day 
 WHERE value IS NOT NULL AND (low IS NULL OR value >= low) AND (high IS NULL OR value <= high)
 """
 STAGE_SQL = f"INSERT INTO feed_staging ({STAGING_COLUMNS}) {{select}}"
-# Does observation hold any (practice, vendor, KPI, period) this file could give? Each of the file's judged
-# (practice, vendor, KPI) groups with each of its periods, looked up in observation's unique key.
-STORED_KEY_SQL = (
-    "SELECT 1 FROM verdict_group g CROSS JOIN verdict_period p WHERE EXISTS (SELECT 1 FROM observation o"
-    " WHERE o.practice_id = g.practice_id AND o.vendor_id = g.vendor_id AND o.kpi = g.kpi_key AND o.period = p.label)"
-    " LIMIT 1"
-)
-
 REPEATED_KEY_SQL = (
     "SELECT 1 FROM feed_staging GROUP BY practice_id, vendor_id, kpi, period, segment HAVING count(*) > 1 LIMIT 1"
 )

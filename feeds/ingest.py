@@ -154,20 +154,17 @@ def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config
                    today: dt.date, feed_id: int, bulk: bool = True) -> tuple[int, StoreCounts, list[str], str]:
     """Stage every valid row, then merge, in the caller's transaction; FileRejected (rolling it all back) if
     any row, or the file as a whole, has a problem. Also says where the rows were checked: in PostgreSQL for a
-    long CSV it can prove clean (feeds.bulk, which stores a first delivery itself, unstaged), else in Python."""
+    long CSV it can prove clean (feeds.bulk), else in Python."""
     connection = session.connection()
     prepare_staging(connection)
-    now = utcnow()
-    checked = None
+    staged = None
     if connection.dialect.name == "postgresql" and bulk:
-        checked = stage_in_database(connection, path, fp, config, origin, today, feed_id, now)
-    if checked is not None and checked.stored:
-        return checked.rows, StoreCounts(checked.rows, 0, 0), checked.practices or [], "postgresql"
-    if checked is not None:
-        total, checked_in = checked.rows, "postgresql"
+        staged = stage_in_database(connection, path, fp, config, origin, today)
+    if staged is not None:
+        total, checked_in = staged, "postgresql"
     else:
         total, checked_in = stage_row_by_row(connection, path, fp, config, origin, today), "python"
-    counts = merge(connection, feed_id, now)
+    counts = merge(connection, feed_id, utcnow())
     return total, counts, staged_practices(connection), checked_in
 
 

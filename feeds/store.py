@@ -22,15 +22,18 @@ from feeds.validate import ObservationIn, Problem
 from storage.models import FeedFile, UTCDateTime
 
 BATCH = 5000
-KEY_MATCH = ("o.practice_id = s.practice_id AND o.vendor_id = s.vendor_id AND o.kpi = s.kpi "
-             "AND o.period = s.period AND o.segment = s.segment")
+SERIES_MATCH = "r.practice_id = s.practice_id AND r.vendor_id = s.vendor_id AND r.kpi = s.kpi AND r.segment = s.segment"
+VALUE_MATCH = "o.series_id = r.id AND o.period_start = s.period_start AND o.period_end = s.period_end"
+VALUE_COLUMNS = "series_id, period_start, period_end, period, value, feed_file_id, updated_at"
+# The staged rows as observation_value rows (the staging table `s` joined to its series `r`).
+SELECT_VALUES = (f"SELECT r.id, s.period_start, s.period_end, s.period, s.value, :feed, :now"
+                 f" FROM feed_staging s JOIN series r ON {SERIES_MATCH}")
 STAGING_DDL = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS feed_staging (line INTEGER NOT NULL, practice_id VARCHAR(100) NOT NULL, "
     "vendor_id VARCHAR(100) NOT NULL, kpi VARCHAR(100) NOT NULL, period VARCHAR(32) NOT NULL, "
     "period_start DATE NOT NULL, period_end DATE NOT NULL, segment VARCHAR(200) NOT NULL, "
     "value DOUBLE PRECISION NOT NULL)"
 )
-OBSERVATION_COLUMNS = "practice_id, vendor_id, kpi, period, period_start, period_end, segment, value"
 STAGING_COLUMNS = "line, practice_id, vendor_id, kpi, period, period_start, period_end, segment, value"
 
 
@@ -127,40 +130,49 @@ def stamped(now: dt.datetime) -> BindParameter[dt.datetime]:
 def merge(connection: Connection, feed_file_id: int, now: dt.datetime) -> StoreCounts:
     """Insert new keys, supersede changed values (keeping the old ones as revisions), leave equal ones alone."""
     at = stamped(now)
+    add_series(connection)
     total = connection.execute(text("SELECT count(*) FROM feed_staging")).scalar_one()
     inserted = connection.execute(text(
-        f"SELECT count(*) FROM feed_staging s WHERE NOT EXISTS (SELECT 1 FROM observation o WHERE {KEY_MATCH})"
+        f"SELECT count(*) FROM feed_staging s JOIN series r ON {SERIES_MATCH}"
+        f" WHERE NOT EXISTS (SELECT 1 FROM observation_value o WHERE {VALUE_MATCH})"
     )).scalar_one()
     first_delivery = inserted == total and connection.dialect.name == "postgresql"
     if first_delivery and insert_new(connection, feed_file_id, now) is not None:
         return StoreCounts(inserted=int(total), revised=0, unchanged=0)
     revised = connection.execute(text(
-        "INSERT INTO observation_revision (observation_id, old_value, new_value, old_feed_file_id,"
-        " new_feed_file_id, revised_at)"
-        f" SELECT o.id, o.value, s.value, o.feed_file_id, :feed, :now FROM feed_staging s JOIN observation o"
-        f" ON {KEY_MATCH} WHERE o.value <> s.value"
+        "INSERT INTO observation_revision (series_id, period_start, period_end, old_value, new_value,"
+        " old_feed_file_id, new_feed_file_id, revised_at)"
+        " SELECT o.series_id, o.period_start, o.period_end, o.value, s.value, o.feed_file_id, :feed, :now"
+        f" FROM feed_staging s JOIN series r ON {SERIES_MATCH} JOIN observation_value o ON {VALUE_MATCH}"
+        " WHERE o.value <> s.value"
     ).bindparams(at), {"feed": feed_file_id}).rowcount
     connection.execute(text(
-        f"INSERT INTO observation ({OBSERVATION_COLUMNS}, feed_file_id, updated_at)"
-        f" SELECT {OBSERVATION_COLUMNS}, :feed, :now FROM feed_staging WHERE true"
-        " ON CONFLICT (practice_id, vendor_id, kpi, period, segment) DO UPDATE SET value = excluded.value,"
-        " feed_file_id = excluded.feed_file_id, updated_at = excluded.updated_at"
-        " WHERE observation.value <> excluded.value"
+        f"INSERT INTO observation_value ({VALUE_COLUMNS}) {SELECT_VALUES} WHERE true"
+        " ON CONFLICT (series_id, period_start, period_end) DO UPDATE SET value = excluded.value,"
+        " period = excluded.period, feed_file_id = excluded.feed_file_id, updated_at = excluded.updated_at"
+        " WHERE observation_value.value <> excluded.value"
     ).bindparams(at), {"feed": feed_file_id})
     return StoreCounts(inserted=int(inserted), revised=int(revised), unchanged=int(total - inserted - revised))
 
 
-def insert_new(connection: Connection, feed_file_id: int, now: dt.datetime, rows: str = "feed_staging") -> int | None:
-    """A first delivery (no key exists yet) needs no conflict handling; a plain INSERT costs far less. `rows` is
-    the table, or parenthesised query, the OBSERVATION_COLUMNS come from. Returns how many rows went in, or None
-    with nothing inserted if a key already exists (another file added it meanwhile, or `rows` repeats one): the
-    savepoint rolls back and the caller upserts instead."""
+def add_series(connection: Connection) -> None:
+    """A series row for each (practice, vendor, KPI, segment) staged that has none yet."""
+    connection.execute(text(
+        "INSERT INTO series (practice_id, vendor_id, kpi, segment)"
+        " SELECT DISTINCT practice_id, vendor_id, kpi, segment FROM feed_staging s"
+        f" WHERE NOT EXISTS (SELECT 1 FROM series r WHERE {SERIES_MATCH})"
+        " ON CONFLICT (practice_id, vendor_id, kpi, segment) DO NOTHING"  # another file added it meanwhile
+    ))
+
+
+def insert_new(connection: Connection, feed_file_id: int, now: dt.datetime) -> int | None:
+    """A first delivery (no key exists yet) needs no conflict handling; a plain INSERT costs far less. Returns how
+    many rows went in, or None with nothing inserted if a key already exists (another file added it meanwhile):
+    the savepoint rolls back and the caller upserts instead."""
     try:
         with connection.begin_nested():
-            return int(connection.execute(text(
-                f"INSERT INTO observation ({OBSERVATION_COLUMNS}, feed_file_id, updated_at)"
-                f" SELECT {OBSERVATION_COLUMNS}, :feed, :now FROM {rows}"
-            ).bindparams(stamped(now)), {"feed": feed_file_id}).rowcount)
+            return int(connection.execute(text(f"INSERT INTO observation_value ({VALUE_COLUMNS}) {SELECT_VALUES}")
+                                          .bindparams(stamped(now)), {"feed": feed_file_id}).rowcount)
     except IntegrityError:
         return None
 

@@ -28,7 +28,7 @@ from pulse.forms import Respondent, Responses, SurveyRejected, parse_export
 from pulse.scores import score, score_respondents
 from pulse.staff import STAFF_VENDOR_ID
 from storage.db import session_scope
-from storage.models import Observation, PulseSurvey, utcnow
+from storage.models import ObservationRevision, ObservationValue, PulseSurvey, Series, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +130,17 @@ def store_survey(session: Session, practice: Practice, responses: Responses, sum
 
 
 def move_observations(session: Session, practice_id: str, old: dt.date, new: dt.date) -> None:
-    """A later export closes later: its values revise the same observations, now dated by the new closing day."""
-    session.execute(update(Observation)
-                    .where(Observation.practice_id == practice_id, Observation.vendor_id == STAFF_VENDOR_ID,
-                           Observation.period == old.isoformat())
+    """A later export closes later: its values revise the same observations, now dated by the new closing day,
+    and their revision history moves with them."""
+    series = select(Series.id).where(Series.practice_id == practice_id, Series.vendor_id == STAFF_VENDOR_ID)
+    session.execute(update(ObservationValue)
+                    .where(ObservationValue.series_id.in_(series), ObservationValue.period_start == old,
+                           ObservationValue.period_end == old)
                     .values(period=new.isoformat(), period_start=new, period_end=new))
+    session.execute(update(ObservationRevision)
+                    .where(ObservationRevision.series_id.in_(series), ObservationRevision.period_start == old,
+                           ObservationRevision.period_end == old)
+                    .values(period_start=new, period_end=new))
 
 
 def store_observations(session: Session, config: Config, practice: Practice, closed_on: dt.date,

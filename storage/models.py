@@ -5,7 +5,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -68,37 +82,86 @@ class FeedRejection(Base):
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class Observation(Base):
-    """The current value of one KPI for one period; earlier values live in ObservationRevision."""
+class Series(Base):
+    """One KPI stream: what one vendor reports for one practice, KPI and segment. Observations hang off its id, so a
+    million-row feed writes a narrow row per value, not the four names again."""
 
-    __tablename__ = "observation"
-    __table_args__ = (
-        # Also the only index per-practice reads need: they filter on its leading column (migration 0005), and on
-        # PostgreSQL it carries what the series read selects, so that read never visits the heap (migration 0006).
-        UniqueConstraint("practice_id", "vendor_id", "kpi", "period", "segment", name="uq_observation_key",
-                         postgresql_include=["period_start", "period_end", "value"]),
-    )
+    __tablename__ = "series"
+    __table_args__ = (UniqueConstraint("practice_id", "vendor_id", "kpi", "segment", name="uq_series_key"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     practice_id: Mapped[str] = mapped_column(String(100))
     vendor_id: Mapped[str] = mapped_column(String(100))
     kpi: Mapped[str] = mapped_column(String(100))
+    segment: Mapped[str] = mapped_column(String(200))
+
+
+class ObservationValue(Base):
+    """The current value of one series for one period; earlier values live in ObservationRevision. Written only by
+    feeds.store and feeds.stream; read through the `observation` view (Observation below)."""
+
+    __tablename__ = "observation_value"
+    # The primary key is the idempotency key: a period is its first and last day (feeds.periods gives each span
+    # one label, so the label need not be in the key). No foreign keys (migrations 0007, 0008): checking one per
+    # row cost a million-row feed seconds, and the writers set series_id and feed_file_id from rows they insert
+    # in the same transaction; neither series nor feed_file rows are ever deleted.
+    series_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    period_start: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    period_end: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     period: Mapped[str] = mapped_column(String(32))
-    period_start: Mapped[dt.date] = mapped_column(Date)
-    period_end: Mapped[dt.date] = mapped_column(Date)
-    segment: Mapped[str] = mapped_column(String(200), default="all")
     value: Mapped[float] = mapped_column(Float)
-    # The feed file it came from. No foreign key (migration 0007): checking one per row cost a million-row feed 5 s,
-    # and the one writer (feeds.store.merge) sets it in the very transaction that inserts that feed_file row.
     feed_file_id: Mapped[int] = mapped_column()
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# The `observation` view (migration 0008): one row per stored value with its series' names, as every reader wants
+# it. Mapped read-only; on its own MetaData, because it is not a table for Alembic to create or compare.
+VIEWS = MetaData()
+OBSERVATION_VIEW_SQL = (
+    "CREATE VIEW observation AS SELECT o.series_id, s.practice_id, s.vendor_id, s.kpi, o.period, o.period_start,"
+    " o.period_end, s.segment, o.value, o.feed_file_id, o.updated_at"
+    " FROM observation_value o JOIN series s ON s.id = o.series_id"
+)
+
+
+class Observation(Base):
+    """A stored value as readers see it: practice, vendor, KPI, period, segment and value (the `observation` view)."""
+
+    __table__ = Table(
+        "observation", VIEWS,
+        Column("series_id", Integer, primary_key=True),
+        Column("practice_id", String(100)),
+        Column("vendor_id", String(100)),
+        Column("kpi", String(100)),
+        Column("period", String(32)),
+        Column("period_start", Date, primary_key=True),
+        Column("period_end", Date, primary_key=True),
+        Column("segment", String(200)),
+        Column("value", Float),
+        Column("feed_file_id", Integer),
+        Column("updated_at", UTCDateTime()),
+    )
+    series_id: Mapped[int]
+    practice_id: Mapped[str]
+    vendor_id: Mapped[str]
+    kpi: Mapped[str]
+    period: Mapped[str]
+    period_start: Mapped[dt.date]
+    period_end: Mapped[dt.date]
+    segment: Mapped[str]
+    value: Mapped[float]
+    feed_file_id: Mapped[int]
+    updated_at: Mapped[dt.datetime]
 
 
 class ObservationRevision(Base):
     """A corrected re-delivery: which file changed which value, when, from what to what."""
 
     __tablename__ = "observation_revision"
+    __table_args__ = (Index("ix_observation_revision_key", "series_id", "period_start", "period_end"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    observation_id: Mapped[int] = mapped_column(ForeignKey("observation.id"), index=True)
+    series_id: Mapped[int] = mapped_column()
+    period_start: Mapped[dt.date] = mapped_column(Date)
+    period_end: Mapped[dt.date] = mapped_column(Date)
     old_value: Mapped[float] = mapped_column(Float)
     new_value: Mapped[float] = mapped_column(Float)
     old_feed_file_id: Mapped[int] = mapped_column(ForeignKey("feed_file.id"))

@@ -10,14 +10,13 @@ import datetime as dt
 import io
 import itertools
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
 from config import BUNDLED_DIR, Config, load_config
 from feeds.bulk import without_trailing_blank_lines
@@ -209,28 +208,7 @@ def test_a_file_with_a_problem_is_left_to_the_row_by_row_check_which_names_it(
     assert [p.row for p in result.problems] == [3] and problem in result.problems[0].message
 
 
-# -- first deliveries: straight into observation ---------------------------------------------------------------------
-
-@contextmanager
-def statements_on(url: str) -> Iterator[list[str]]:
-    """Every SQL statement run on `url`'s engine inside the block, first line only."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement.strip().split("\n")[0])
-
-    engine = engine_for(url)
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
-def staged_into(statements: list[str]) -> set[str]:
-    return {target for statement in statements for target in ("feed_staging", "observation")
-            if statement.startswith(f"INSERT INTO {target} ")}
-
+# -- first deliveries and their corrections ---------------------------------------------------------------------
 
 FIRST_DELIVERY = (
     "practice,vendor,kpi,period,value,segment\n"
@@ -240,20 +218,16 @@ FIRST_DELIVERY = (
 ).encode()
 
 
-def test_a_first_delivery_goes_straight_into_observation_and_its_correction_is_merged(
+def test_a_first_delivery_is_inserted_and_its_correction_is_merged(
     config: Config, bulk_url: str, rows_url: str, tmp_path: Path
 ) -> None:
-    with statements_on(bulk_url) as statements:
-        first = assert_same_outcome(FIRST_DELIVERY, config, bulk_url, rows_url, tmp_path)
+    first = assert_same_outcome(FIRST_DELIVERY, config, bulk_url, rows_url, tmp_path)
     assert (first.status, first.checked_in, first.practices) == ("accepted", "postgresql", [PRACTICE])
     assert first.counts is not None and (first.counts.inserted, first.counts.revised) == (3, 0)
-    assert staged_into(statements) == {"observation"}, "a first delivery skips the staging table"
 
     corrected = FIRST_DELIVERY.replace(b",38.5,", b",39.5,")
-    with statements_on(bulk_url) as statements:
-        second = assert_same_outcome(corrected, config, bulk_url, rows_url, tmp_path)
+    second = assert_same_outcome(corrected, config, bulk_url, rows_url, tmp_path)
     assert second.counts is not None and (second.counts.inserted, second.counts.revised) == (0, 1)
-    assert staged_into(statements) == {"feed_staging", "observation"}, "stored keys: staged, then merged"
     assert (38.5, 39.5) in stored(bulk_url)[1]
 
 
@@ -262,10 +236,9 @@ def test_a_first_delivery_that_repeats_a_key_stores_nothing_and_the_repeat_is_na
 ) -> None:
     repeated = (FIRST_DELIVERY.replace(b"2025-07", b"2025-06")
                 + f"{PRACTICE},{VENDOR},days_in_ar,2025-06,40,payer:Aetna\n".encode())
-    with statements_on(bulk_url) as statements:
-        result = assert_same_outcome(repeated, config, bulk_url, rows_url, tmp_path)
 
-    assert "INSERT INTO observation" in " ".join(statements), "the unique key, not a query, found the repeat"
+    result = assert_same_outcome(repeated, config, bulk_url, rows_url, tmp_path)
+
     assert result.status == "rejected"
     assert [(p.row, p.column) for p in result.problems] == [(5, "period")]
     assert "already given in row 3" in result.problems[0].message

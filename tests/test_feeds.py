@@ -664,7 +664,7 @@ def test_a_corrected_redelivery_revises_the_value_and_keeps_the_history(
     second_id = feed_file_id(postgres_url, corrected.read_bytes())
     with session_scope(postgres_url) as session:
         revision = session.scalars(select(ObservationRevision)).one()
-        observation = session.get(Observation, revision.observation_id)
+        observation = session.get(Observation, (revision.series_id, revision.period_start, revision.period_end))
         assert observation is not None
         assert (observation.kpi, observation.value, observation.feed_file_id) == ("denial_rate", 10.4, second_id)
         assert (revision.old_value, revision.new_value) == (9.8, 10.4)

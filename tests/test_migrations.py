@@ -20,10 +20,12 @@ from tests.worker_process import vendorwatch
 # table -> (constraint name or None when the model leaves it unnamed, its columns in order).
 IDEMPOTENCY_CONSTRAINTS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "feed_file": (None, ("sha256",)),
-    "observation": ("uq_observation_key", ("practice_id", "vendor_id", "kpi", "period", "segment")),
+    "series": ("uq_series_key", ("practice_id", "vendor_id", "kpi", "segment")),
     "alert": ("uq_alert_identity", ("rule", "practice_id", "vendor_id", "kpi", "segment")),
     "digest_run": ("uq_digest_practice_week", ("practice_id", "week")),
 }
+# And the ones carried by a primary key: a stored value is unique per series and period (its first and last day).
+IDEMPOTENCY_KEYS = {"observation_value": ("series_id", "period_start", "period_end")}
 MODEL_TABLES = set(Base.metadata.tables)
 
 
@@ -73,6 +75,9 @@ def assert_idempotency_constraints_exist(url: str) -> None:
         )
         if name is not None:
             assert (name, columns) in found, f"{table}: constraint {name} on {columns} missing; found {found}"
+    for table, columns in IDEMPOTENCY_KEYS.items():
+        key = inspect(engine_for(url)).get_pk_constraint(table)["constrained_columns"]
+        assert tuple(key) == columns, f"{table}: primary key {key}, not {columns}"
 
 
 def test_upgrade_creates_every_model_table(empty_database_url: str) -> None:

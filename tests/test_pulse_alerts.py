@@ -240,7 +240,8 @@ def test_a_later_export_of_the_same_survey_revises_it(postgres_url: str, tmp_pat
         workload = session.scalars(select(Observation).where(Observation.kpi == "pulse_workload")).one()
         assert (workload.period, workload.value) == ("2026-10-30", 3.25)
         revision = session.scalars(select(ObservationRevision).where(
-            ObservationRevision.observation_id == workload.id)).one()
+            ObservationRevision.series_id == workload.series_id,
+            ObservationRevision.period_start == workload.period_start)).one()
         assert (revision.old_value, revision.new_value) == (4.0, 3.25)
 
 
