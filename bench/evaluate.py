@@ -9,8 +9,9 @@ For N practices (default 2,000) and again for N/10 (default 200), each in its ow
    reminders, eligibility; go-live 2025-11-01, monthly), channels.yaml (dry run, no URLs, no routes); the bundled
    KPI catalog. Loaded with config.load_config.
 2. Creates a fresh database (tests.support.services), migrates it (storage.db.upgrade) and COPYs straight into
-   `feed_file` (one per practice and vendor) and `observation`: 25 non-pulse catalog KPIs (11 billing, 7 on the
-   reminders vendor, 7 on the eligibility vendor; with --every-vendor-all-kpis all 25 on each vendor, 3x the rows)
+   `feed_file` (one per practice and vendor), `series` and `observation_value`: 25 non-pulse catalog KPIs (11
+   billing, 7 on the reminders vendor, 7 on the eligibility vendor; with --every-vendor-all-kpis all 25 on each
+   vendor, 3x the rows)
    x 24 months, 2024-11..2026-10 (12 before go-live: the baseline; 12 after), segment `all`. Rows go in month
    by month, as monthly feeds would land them. Values are deterministic per practice (practice p0001 holds the
    same numbers at every size); a few percent of series turn bad in their last 1-6 months (past warn or crit, or
@@ -173,7 +174,8 @@ def write_config(directory: Path, count: int) -> None:
 
 @dataclass(frozen=True)
 class Series:
-    prefix: str  # "practice\tvendor\tkpi" for the COPY line
+    series_id: int
+    names: str  # "practice\tvendor\tkpi\tall" for the series COPY line
     feed_file_id: int
     level: float
     noise: float  # absolute
@@ -195,7 +197,8 @@ def series_keys(every_vendor: bool) -> list[tuple[int, KpiSpec]]:
 def plan_practice(index: int, every_vendor: bool) -> tuple[random.Random, list[Series]]:
     """The series of one practice, from its own seeded generator (so a practice's data does not depend on N)."""
     rng = random.Random(f"{SEED}:{index}")
-    pid, series = practice_id(index), []
+    pid = practice_id(index)
+    series: list[Series] = []
     for slot, spec in series_keys(every_vendor):
         vendor_id = vendor_of(index, slot)[0]
         level = rng.uniform(spec.low, spec.high)
@@ -208,7 +211,8 @@ def plan_practice(index: int, every_vendor: bool) -> tuple[random.Random, list[S
             else:
                 worse = rng.uniform(spec.bad_low, spec.bad_high)
                 bad_level = level * (1 + worse) if better == "lower" else level * (1 - worse)
-        series.append(Series(f"{pid}\t{vendor_id}\t{spec.key}", index * len(VENDOR_SLOTS) + slot + 1, level,
+        series.append(Series(index * len(KPIS) * len(VENDOR_SLOTS) + len(series) + 1,
+                             f"{pid}\t{vendor_id}\t{spec.key}\tall", index * len(VENDOR_SLOTS) + slot + 1, level,
                              abs(level) * spec.noise, spec.decimals, spec.floor, spec.ceiling, bad_from, bad_level))
     return rng, series
 
@@ -227,18 +231,16 @@ def better_of(key: str) -> str:
 
 
 def observation_lines(count: int, every_vendor: bool) -> Iterator[str]:
-    """COPY text lines for `observation`, month by month (as monthly feeds land), practice by practice."""
+    """COPY text lines for `observation_value`, month by month (as monthly feeds land), practice by practice."""
     plans = [plan_practice(index, every_vendor) for index in range(count)]
-    obs_id = 0
     for month, (label, start, end) in enumerate(MONTHS):
-        period = f"\t{label}\t{start.isoformat()}\t{end.isoformat()}\tall\t"
+        period = f"\t{start.isoformat()}\t{end.isoformat()}\t{label}\t"
         for rng, series in plans:
             lines = []
             for s in series:
-                obs_id += 1
                 base = s.bad_level if month >= s.bad_from else s.level
                 value = min(s.ceiling, max(s.floor, base + s.noise * (2 * rng.random() - 1)))
-                lines.append(f"{obs_id}\t{s.prefix}{period}{value:.{s.decimals}f}\t{s.feed_file_id}\t"
+                lines.append(f"{s.series_id}{period}{value:.{s.decimals}f}\t{s.feed_file_id}\t"
                              f"{UPDATED_AT}\n")
             yield "".join(lines)
 
@@ -263,8 +265,11 @@ def load_observations(url: str, count: int, every_vendor: bool) -> dict[str, flo
                         digest = hashlib.sha256(f"{pid}/{vendor_id}".encode()).hexdigest()
                         copy.write(f"{index * len(VENDOR_SLOTS) + slot + 1}\t{digest}\t{pid}-{vendor_id}.csv\t"
                                    f"bench\t{pid}\t{vendor_id}\t{per_vendor}\t{UPDATED_AT}\n")
-            with cursor.copy("COPY observation (id, practice_id, vendor_id, kpi, period, period_start, period_end, "
-                             "segment, value, feed_file_id, updated_at) FROM STDIN") as copy:
+            with cursor.copy("COPY series (id, practice_id, vendor_id, kpi, segment) FROM STDIN") as copy:
+                for index in range(count):
+                    copy.write("".join(f"{s.series_id}\t{s.names}\n" for s in plan_practice(index, every_vendor)[1]))
+            with cursor.copy("COPY observation_value (series_id, period_start, period_end, period, value, "
+                             "feed_file_id, updated_at) FROM STDIN") as copy:
                 buffer: list[str] = []
                 for chunk in observation_lines(count, every_vendor):
                     buffer.append(chunk)
@@ -273,7 +278,7 @@ def load_observations(url: str, count: int, every_vendor: bool) -> dict[str, flo
                         buffer.clear()
                 copy.write("".join(buffer))
             rows = cursor.rowcount
-            for table in ("feed_file", "observation"):
+            for table in ("feed_file", "series"):
                 cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                f"(SELECT max(id) FROM {table}))")
         conn.commit()

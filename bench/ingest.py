@@ -10,9 +10,10 @@
 4. Measured: `feeds.ingest.ingest_path(...)` in a spawned child process (so the generator's memory does not
    count); wall clock around the call; the child reports its own peak RSS (ru_maxrss).
 5. Diagnostics (not part of the result): fingerprint, parse and parse+validate passes alone, in this process; and,
-   unless --quick, the floor (the bare table's rows INSERT ... SELECTed into a copy of `observation` with its
-   indexes: what PostgreSQL alone needs for this schema) and a second ingest into a second fresh database with
-   timers wrapped around the phases of feeds.ingest (nothing in production code changes).
+   unless --quick, the floor (the rows already resolved and sorted, COPYed into a table shaped like
+   `observation_value` with its primary key: what PostgreSQL alone needs for this schema) and a second ingest
+   into a second fresh database with timers wrapped around the phases of feeds.ingest (nothing in production
+   code changes).
 
 The last line is `RESULT rows=N seconds=S copy_seconds=C ratio_vs_copy=R peak_rss_mb=M`. Goal: R <= 2, M <= 300.
 """
@@ -60,24 +61,16 @@ KPIS = (
 )
 PERIODS = tuple(f"{2024 + (9 + i) // 12}-{(9 + i) % 12 + 1:02d}" for i in range(25))  # 2024-10 .. 2026-10
 BARE_DDL = "CREATE TABLE bare (practice text, vendor text, kpi text, period text, value double precision, segment text)"
-FLOOR_DDL = ("CREATE TABLE observation_floor"
-             " (LIKE observation INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)")
 # The least any store that keeps one value per key could cost: the rows already resolved to an integer series key
-# and dates, sorted by that key, COPYed with no parsing of names, no checks and no Python into a narrow table,
-# with the key as primary key (and, for contrast, without any index).
+# and dates, sorted by that key, COPYed with no parsing of names, no checks and no Python into a table shaped like
+# observation_value, with its primary key (and, for contrast, without any index).
 NARROW_ROWS = (
     "COPY (SELECT dense_rank() OVER (ORDER BY practice, vendor, kpi, segment), start, (start + interval '1 month"
-    " - 1 day')::date, value, 0 FROM (SELECT *, to_date(period || '-01', 'YYYY-MM-DD') AS start FROM bare) b"
-    " ORDER BY 1, 2) TO STDOUT"
+    " - 1 day')::date, period, value, 0, now() FROM (SELECT *, to_date(period || '-01', 'YYYY-MM-DD') AS start"
+    " FROM bare) b ORDER BY 1, 2) TO STDOUT"
 )
-NARROW_DDL = ("CREATE TABLE {name} (series_id integer NOT NULL, period_start date NOT NULL, period_end date NOT NULL,"
-              " value double precision NOT NULL, feed_file_id integer NOT NULL{key})")
-NARROW_KEY = ", PRIMARY KEY (series_id, period_start, period_end)"
-FLOOR_INSERT = (
-    "INSERT INTO observation_floor (practice_id, vendor_id, kpi, period, period_start, period_end, segment, value,"
-    " feed_file_id, updated_at) SELECT practice, vendor, kpi, period, to_date(period || '-01', 'YYYY-MM-DD'),"
-    " (to_date(period || '-01', 'YYYY-MM-DD') + interval '1 month - 1 day')::date, segment, value, 0, now() FROM bare"
-)
+NARROW_DDL = "CREATE TABLE {name} (LIKE observation_value INCLUDING DEFAULTS{key})"
+NARROW_KEY = " INCLUDING INDEXES"
 
 
 # -- data --------------------------------------------------------------------------------------------------------
@@ -197,22 +190,6 @@ def time_copy(csv_path: Path, url: str) -> dict[str, float]:
     return {"seconds": time.perf_counter() - start, "rows": rows, "pg_cpu": pg_cpu}
 
 
-def time_floor(url: str) -> dict[str, float]:
-    """What PostgreSQL alone needs to put the rows into a table indexed like `observation` (its primary key,
-    unique key and series index; no foreign key, no ON CONFLICT, no Python): set-based, from the bare table."""
-    with psycopg.connect(libpq_url(url)) as conn:
-        conn.execute(FLOOR_DDL)
-    checkpoint(url)
-    start = time.perf_counter()
-    with psycopg.connect(libpq_url(url)) as conn:
-        pid = conn.info.backend_pid
-        pg_start = backend_cpu(pid)
-        rows = conn.execute(FLOOR_INSERT).rowcount
-        conn.commit()
-        pg_cpu = backend_cpu(pid) - pg_start
-    return {"seconds": time.perf_counter() - start, "rows": rows, "pg_cpu": pg_cpu}
-
-
 def time_narrow_copies(url: str) -> dict[str, float]:
     """Seconds to COPY the resolved, sorted rows (NARROW_ROWS) into a narrow heap, and into one keyed by them."""
     with psycopg.connect(libpq_url(url)) as conn, conn.cursor() as cursor:
@@ -254,7 +231,8 @@ def instrument(phases: list[tuple[str, float, float, float]], statements: dict[s
                                backend_cpu(backend.get("pid")) - pg))
         return wrapper
 
-    for name in ("fingerprint", "claim_file", "prepare_staging", "stage_in_database", "stage_row_by_row", "merge",
+    for name in ("fingerprint", "claim_file", "store_first_delivery", "prepare_staging", "stage_in_database",
+                 "stage_row_by_row", "merge",
                  "staged_practices"):
         setattr(ingest_module, name, timed(name, getattr(ingest_module, name)))
 
@@ -443,8 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             f"python {sys.version.split()[0]}, psycopg {psycopg.__version__} ({psycopg.pq.__impl__}), "
             f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}")
 
-        def measured(url: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, float] | None,
-                                        dict[str, float] | None]:
+        def measured(url: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, float] | None]:
             with psycopg.connect(libpq_url(url)) as conn:
                 conn.execute(BARE_DDL)
                 say(f"  database: PostgreSQL {conn.info.server_version // 10000}, "
@@ -470,10 +447,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"RSS {result['rss_before_mb']:.0f} MB after imports and config, peak {result['peak_rss_mb']:.0f} MB; "
                 f"observation holds {stored:,} rows")
             if args.quick:
-                return copy, result, None, None
-            return copy, result, time_floor(url), time_narrow_copies(url)
+                return copy, result, None
+            return copy, result, time_narrow_copies(url)
 
-        copy, result, floor, narrow = with_database(measured)
+        copy, result, narrow = with_database(measured)
         seconds, copy_seconds, peak = result["seconds"], copy["seconds"], result["peak_rss_mb"]
         ratio = seconds / copy_seconds
 
@@ -482,13 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, elapsed, count in passes:
             counted = f", {rate(count, elapsed)}" if count else f", {size / 1e6 / elapsed:,.0f} MB/s"
             say(f"  {label:<38} {elapsed:7.2f} s{counted}")
-        if floor is not None:
-            say(f"  floor: INSERT ... SELECT from the bare table into a copy of observation with its indexes (no FK, "
-                f"no ON CONFLICT, no Python): {floor['seconds']:.2f} s, {rate(rows, floor['seconds'])}, backend CPU "
-                f"{floor['pg_cpu']:.2f} s, {floor['seconds'] / copy_seconds:.1f}x the bare COPY")
         if narrow is not None:
-            say(f"  floor for any keyed store: the rows already resolved to (integer series key, period dates, value)"
-                f" and sorted, COPYed into a narrow table: {narrow['narrow_heap']:.2f} s with no index "
+            say(f"  floor: the rows already resolved to (series id, period dates, value) and sorted, COPYed into "
+                f"tables shaped like observation_value: {narrow['narrow_heap']:.2f} s with no index "
                 f"({narrow['narrow_heap'] / copy_seconds:.2f}x the bare COPY), {narrow['narrow_keyed']:.2f} s with "
                 f"that key as primary key ({narrow['narrow_keyed'] / copy_seconds:.2f}x)")
         if not args.quick:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from feeds.store import (
     staged_duplicates,
     staged_practices,
 )
+from feeds.stream import KeysStored, store_first_delivery
 from feeds.validate import (
     MAX_LISTED_PROBLEMS,
     FeedOrigin,
@@ -40,6 +41,10 @@ from pulse.detect import looks_like_survey
 from storage.db import session_scope
 from storage.models import FeedFile, FeedRejection, Observation, utcnow
 
+# On PostgreSQL, before the row-by-row check: a first delivery streamed into observation_value (feeds.stream), then
+# the in-database check of a long CSV (feeds.bulk). Either only ever accepts; on doubt the next one runs.
+FAST_CHECKS = ("streamed", "postgresql")
+
 
 @dataclass
 class IngestResult:
@@ -52,7 +57,9 @@ class IngestResult:
     practices: list[str] = field(default_factory=list)
     moved_to: str | None = None
     problem_count: int = 0
-    checked_in: str | None = None  # postgresql | python: where the rows of an accepted feed were checked
+    # Where the rows of an accepted feed were checked: "streamed" (a first delivery, feeds.stream), "postgresql"
+    # (feeds.bulk) or "python" (row by row, feeds.validate).
+    checked_in: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -95,10 +102,11 @@ def is_pulse_export(head: bytes) -> bool:
 
 def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path | None = None,
                 practice: str | None = None, vendor: str | None = None, today: dt.date | None = None,
-                database_url: str | None = None, survey_tool: str | None = None, bulk: bool = True) -> IngestResult:
+                database_url: str | None = None, survey_tool: str | None = None,
+                fast: Collection[str] = FAST_CHECKS) -> IngestResult:
     """Ingest one feed file or pulse export (survey_tool: read it as that tool's export, without detecting).
     The file is read twice, streaming (a fingerprint pass, then the parse), so memory does not grow with its size.
-    bulk=False skips the check inside PostgreSQL (feeds.bulk) and checks every row in Python."""
+    `fast` names the quicker checks PostgreSQL may try before the row-by-row one (tests compare them with it)."""
     fp = fingerprint(path)
     inferred = origin_from_inbox(path, inbox)
     origin = FeedOrigin(practice or inferred.practice_id, vendor or inferred.vendor_id)
@@ -108,7 +116,7 @@ def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path 
         return ingest_pulse_export(path, path.read_bytes(), config, origin.practice_id, database_url=database_url,
                                    survey_tool=survey_tool, source=source, today=today)
     return ingest_feed(path, fp, config, origin, source=source, today=today or dt.date.today(),
-                       database_url=database_url, bulk=bulk)
+                       database_url=database_url, fast=fast)
 
 
 class FileRejected(Exception):
@@ -118,13 +126,13 @@ class FileRejected(Exception):
 
 
 def ingest_feed(path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin, *, source: str,
-                today: dt.date, database_url: str | None = None, bulk: bool = True) -> IngestResult:
+                today: dt.date, database_url: str | None = None, fast: Collection[str] = FAST_CHECKS) -> IngestResult:
     try:
         with session_scope(database_url) as session:
             feed = claim_file(session, sha256=fp.sha256, filename=path.name, source=source,
                               practice_id=origin.practice_id, vendor_id=origin.vendor_id)
             rows, counts, practices, checked_in = load_and_merge(session, path, fp, config, origin, today, feed.id,
-                                                                 bulk)
+                                                                 fast)
             feed.rows = rows
             if feed.practice_id is None and len(practices) == 1:
                 feed.practice_id = practices[0]
@@ -151,20 +159,30 @@ def practices_of_file(sha256: str, database_url: str | None) -> list[str]:
 
 
 def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
-                   today: dt.date, feed_id: int, bulk: bool = True) -> tuple[int, StoreCounts, list[str], str]:
-    """Stage every valid row, then merge, in the caller's transaction; FileRejected (rolling it all back) if
-    any row, or the file as a whole, has a problem. Also says where the rows were checked: in PostgreSQL for a
-    long CSV it can prove clean (feeds.bulk), else in Python."""
+                   today: dt.date, feed_id: int, fast: Collection[str] = FAST_CHECKS
+                   ) -> tuple[int, StoreCounts, list[str], str]:
+    """Store every row of the file in the caller's transaction, or none: FileRejected (rolling it all back) if
+    any row, or the file as a whole, has a problem. Also says where the rows were checked (IngestResult)."""
     connection = session.connection()
+    now = utcnow()
+    on_postgresql = connection.dialect.name == "postgresql"
+    in_database = on_postgresql and "postgresql" in fast
+    if on_postgresql and "streamed" in fast:
+        try:
+            streamed = store_first_delivery(connection, path, fp, config, origin, today, feed_id, now)
+        except KeysStored:
+            streamed = None  # values already stored: merge them
+        else:
+            if streamed is not None:
+                return streamed.rows, StoreCounts(streamed.rows, 0, 0), streamed.practices, "streamed"
+            in_database = False  # not provably clean: the in-database check would doubt it too
     prepare_staging(connection)
-    staged = None
-    if connection.dialect.name == "postgresql" and bulk:
-        staged = stage_in_database(connection, path, fp, config, origin, today)
+    staged = stage_in_database(connection, path, fp, config, origin, today) if in_database else None
     if staged is not None:
         total, checked_in = staged, "postgresql"
     else:
         total, checked_in = stage_row_by_row(connection, path, fp, config, origin, today), "python"
-    counts = merge(connection, feed_id, utcnow())
+    counts = merge(connection, feed_id, now)
     return total, counts, staged_practices(connection), checked_in
 
 

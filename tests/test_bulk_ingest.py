@@ -63,7 +63,7 @@ def ingest(data: bytes, config: Config, url: str, directory: Path, *, bulk: bool
     path = directory / f"feed-{next(_names)}.csv"
     path.write_bytes(data)
     try:
-        return ingest_path(path, config, today=TODAY, database_url=url, bulk=bulk)
+        return ingest_path(path, config, today=TODAY, database_url=url, fast=("postgresql",) if bulk else ())
     finally:
         path.unlink()
 

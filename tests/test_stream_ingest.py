@@ -1,0 +1,191 @@
+"""A first delivery streamed into observation_value (feeds.stream) stores what the row-by-row check stores.
+
+Every file goes to two fresh PostgreSQL databases: one where the streamed path may run first, one where only the
+row-by-row path runs. Status, counts, problems and the stored rows must be equal. Then the cases only the streamed
+path has: a re-delivery found before its first line is sent, one found by the primary key at the end, a key the
+file repeats, and a series another file creates at the same moment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from hypothesis import example, given, settings
+from sqlalchemy import text
+
+from config import BUNDLED_DIR, Config, load_config
+from feeds.ingest import IngestResult, ingest_path
+from storage.db import engine_for, session_scope, upgrade
+from tests.support.services import drop_postgres_database, fresh_postgres_database
+from tests.test_bulk_ingest import (
+    CLEAN_CP1252,
+    CLEAN_MESSY,
+    PRACTICE,
+    SETTINGS,
+    TODAY,
+    VENDOR,
+    long_csv,
+    orphans,
+    stored,
+)
+
+STREAMED = ("streamed",)
+ROW_BY_ROW: tuple[str, ...] = ()
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config(BUNDLED_DIR)
+
+
+def database(name: str) -> Iterator[str]:
+    url = fresh_postgres_database(name)
+    upgrade(url)
+    yield url
+    engine_for(url).dispose()
+    drop_postgres_database(url)
+
+
+@pytest.fixture(scope="module")
+def stream_url() -> Iterator[str]:
+    yield from database("vw_stream")
+
+
+@pytest.fixture(scope="module")
+def rows_url() -> Iterator[str]:
+    yield from database("vw_rows")
+
+
+_names = itertools.count()
+
+
+def ingest(data: bytes, config: Config, url: str, directory: Path, fast: tuple[str, ...]) -> IngestResult:
+    path = directory / f"feed-{next(_names)}.csv"
+    path.write_bytes(data)
+    try:
+        return ingest_path(path, config, today=TODAY, database_url=url, fast=fast)
+    finally:
+        path.unlink()
+
+
+def assert_same_outcome(data: bytes, config: Config, stream_url: str, rows_url: str, directory: Path) -> IngestResult:
+    fast = ingest(data, config, stream_url, directory, STREAMED)
+    slow = ingest(data, config, rows_url, directory, ROW_BY_ROW)
+    assert slow.checked_in in (None, "python")
+    assert (fast.status, fast.rows, fast.counts, fast.problems, fast.problem_count) == (
+        slow.status, slow.rows, slow.counts, slow.problems, slow.problem_count)
+    assert stored(stream_url) == stored(rows_url)
+    assert orphans(stream_url) == orphans(rows_url) == 0, "every observation names the feed file it came from"
+    assert series_rows(stream_url) == series_rows(rows_url)
+    return fast
+
+
+def series_rows(url: str) -> list[tuple[str, ...]]:
+    """Every series row by its names: one each, whichever path made it."""
+    with session_scope(url) as session:
+        query = text("SELECT practice_id, vendor_id, kpi, segment FROM series ORDER BY 1, 2, 3, 4")
+        return [tuple(row) for row in session.execute(query)]
+
+
+def scalar(url: str, query: str) -> object:
+    with session_scope(url) as session:
+        return session.execute(text(query)).scalar_one()
+
+
+@settings(max_examples=120, **SETTINGS)
+@given(data=long_csv())
+@example(data=CLEAN_MESSY)
+@example(data=CLEAN_CP1252)
+def test_the_streamed_path_stores_the_same_rows_and_names_the_same_problems(
+    data: bytes, config: Config, stream_url: str, rows_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    assert_same_outcome(data, config, stream_url, rows_url, tmp_path_factory.mktemp("stream"))
+
+
+def feed(*rows: str) -> bytes:
+    return ("practice,vendor,kpi,period,value,segment\n"
+            + "".join(f"{PRACTICE},{VENDOR},{row}\n" if row else "\n" for row in rows)).encode()
+
+
+def test_a_first_delivery_is_streamed_and_a_correction_found_before_sending_is_merged(
+    config: Config, stream_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    first = assert_same_outcome(feed("days_in_ar,2025-07,38.5,all", "days_in_ar,2025-07,41,payer:Aetna",
+                                     "", "denial_rate,2025-07,6.2%,all"), config, stream_url, rows_url, tmp_path)
+    assert (first.status, first.checked_in, first.rows, first.practices) == ("accepted", "streamed", 3, [PRACTICE])
+
+    corrected = assert_same_outcome(feed("days_in_ar,2025-07,39.5,all", "days_in_ar,2025-07,41,payer:Aetna"),
+                                    config, stream_url, rows_url, tmp_path)
+    assert corrected.counts is not None and (corrected.counts.inserted, corrected.counts.revised) == (0, 1)
+    assert corrected.checked_in == "python", "stored values: merged"
+    assert (38.5, 39.5) in stored(stream_url)[1]
+
+
+def test_a_stored_value_late_in_the_file_is_found_by_the_primary_key_and_the_file_merged(
+    config: Config, stream_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    assert_same_outcome(feed("days_in_ar,2025-05,38.5,all"), config, stream_url, rows_url, tmp_path)
+    # The first row is new (a new series, so nothing to look up); the last one revises the stored value.
+    mixed = assert_same_outcome(feed("clean_claim_rate,2025-05,96.1,all", "days_in_ar,2025-05,40.5,all"),
+                                config, stream_url, rows_url, tmp_path)
+
+    assert mixed.counts is not None and (mixed.counts.inserted, mixed.counts.revised) == (1, 1)
+    assert mixed.checked_in == "python"
+
+
+def test_a_first_delivery_that_repeats_a_key_stores_nothing_and_the_repeat_is_named(
+    config: Config, stream_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    before = scalar(stream_url, "SELECT count(*) FROM series")
+    result = assert_same_outcome(feed("days_in_ar,2025-04,38.5,provider:p0042", "days_in_ar,2025-04,39,all",
+                                      "days_in_ar,2025-04,38.5,provider:p0042"), config, stream_url, rows_url,
+                                 tmp_path)
+
+    assert result.status == "rejected"
+    assert [(p.row, p.column) for p in result.problems] == [(4, "period")]
+    assert "already given in row 2" in result.problems[0].message
+    assert scalar(stream_url, "SELECT count(*) FROM series") == before, "the new series went with the file"
+
+
+def test_a_bad_cell_stores_nothing_and_the_row_by_row_check_names_it(
+    config: Config, stream_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    result = assert_same_outcome(feed("days_in_ar,2025-03,38.5,all", "denial_rate,2025-03,146%,all"), config,
+                                 stream_url, rows_url, tmp_path)
+
+    assert result.status == "rejected"
+    assert [(p.row, p.column, p.value) for p in result.problems] == [(3, "value", "146%")]
+    assert scalar(stream_url, "SELECT count(*) FROM observation WHERE period = '2025-03'") == 0
+
+
+def test_a_series_another_file_creates_meanwhile_is_shared_not_repeated(
+    config: Config, stream_url: str, tmp_path: Path
+) -> None:
+    """The other file's transaction holds the new series when this one streams; this one then waits at the
+    series' unique key, finds it taken once the other commits, and merges instead."""
+    url = stream_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    path = tmp_path / "race.csv"
+    path.write_bytes(feed("days_in_ar,2025-02,38.5,location:North", "days_in_ar,2025-03,37.5,location:North"))
+    outcome: list[IngestResult] = []
+    with psycopg.connect(url) as other:
+        other.execute("INSERT INTO series (practice_id, vendor_id, kpi, segment) VALUES (%s, %s, 'days_in_ar',"
+                      " 'location:North')", (PRACTICE, VENDOR))
+        worker = threading.Thread(target=lambda: outcome.append(
+            ingest_path(path, config, today=TODAY, database_url=stream_url, fast=STREAMED)))
+        worker.start()
+        time.sleep(1.5)
+        assert worker.is_alive(), "the ingest waits on the other transaction's series row"
+        other.commit()
+    worker.join(timeout=60)
+
+    [result] = outcome
+    assert (result.status, result.rows, result.checked_in) == ("accepted", 2, "python")
+    series = scalar(stream_url, "SELECT count(*) FROM series WHERE segment = 'location:North'")
+    values = scalar(stream_url, "SELECT count(*) FROM observation WHERE segment = 'location:North'")
+    assert (series, values) == (1, 2)
