@@ -240,8 +240,7 @@ def observation_lines(count: int, every_vendor: bool) -> Iterator[str]:
             for s in series:
                 base = s.bad_level if month >= s.bad_from else s.level
                 value = min(s.ceiling, max(s.floor, base + s.noise * (2 * rng.random() - 1)))
-                lines.append(f"{s.series_id}{period}{value:.{s.decimals}f}\t{s.feed_file_id}\t"
-                             f"{UPDATED_AT}\n")
+                lines.append(f"{s.series_id}{period}{value:.{s.decimals}f}\t{s.feed_file_id}\n")
             yield "".join(lines)
 
 
@@ -269,7 +268,7 @@ def load_observations(url: str, count: int, every_vendor: bool) -> dict[str, flo
                 for index in range(count):
                     copy.write("".join(f"{s.series_id}\t{s.names}\n" for s in plan_practice(index, every_vendor)[1]))
             with cursor.copy("COPY observation_value (series_id, period_start, period_end, period, value, "
-                             "feed_file_id, updated_at) FROM STDIN") as copy:
+                             "feed_file_id) FROM STDIN") as copy:
                 buffer: list[str] = []
                 for chunk in observation_lines(count, every_vendor):
                     buffer.append(chunk)

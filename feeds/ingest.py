@@ -169,7 +169,7 @@ def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config
     in_database = on_postgresql and "postgresql" in fast
     if on_postgresql and "streamed" in fast:
         try:
-            streamed = store_first_delivery(connection, path, fp, config, origin, today, feed_id, now)
+            streamed = store_first_delivery(connection, path, fp, config, origin, today, feed_id)
         except KeysStored:
             streamed = None  # values already stored: merge them
         else:

@@ -24,9 +24,9 @@ from storage.models import FeedFile, UTCDateTime
 BATCH = 5000
 SERIES_MATCH = "r.practice_id = s.practice_id AND r.vendor_id = s.vendor_id AND r.kpi = s.kpi AND r.segment = s.segment"
 VALUE_MATCH = "o.series_id = r.id AND o.period_start = s.period_start AND o.period_end = s.period_end"
-VALUE_COLUMNS = "series_id, period_start, period_end, period, value, feed_file_id, updated_at"
+VALUE_COLUMNS = "series_id, period_start, period_end, period, value, feed_file_id"
 # The staged rows as observation_value rows (the staging table `s` joined to its series `r`).
-SELECT_VALUES = (f"SELECT r.id, s.period_start, s.period_end, s.period, s.value, :feed, :now"
+SELECT_VALUES = (f"SELECT r.id, s.period_start, s.period_end, s.period, s.value, :feed"
                  f" FROM feed_staging s JOIN series r ON {SERIES_MATCH}")
 STAGING_DDL = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS feed_staging (line INTEGER NOT NULL, practice_id VARCHAR(100) NOT NULL, "
@@ -137,7 +137,7 @@ def merge(connection: Connection, feed_file_id: int, now: dt.datetime) -> StoreC
         f" WHERE NOT EXISTS (SELECT 1 FROM observation_value o WHERE {VALUE_MATCH})"
     )).scalar_one()
     first_delivery = inserted == total and connection.dialect.name == "postgresql"
-    if first_delivery and insert_new(connection, feed_file_id, now) is not None:
+    if first_delivery and insert_new(connection, feed_file_id) is not None:
         return StoreCounts(inserted=int(total), revised=0, unchanged=0)
     revised = connection.execute(text(
         "INSERT INTO observation_revision (series_id, period_start, period_end, old_value, new_value,"
@@ -149,9 +149,9 @@ def merge(connection: Connection, feed_file_id: int, now: dt.datetime) -> StoreC
     connection.execute(text(
         f"INSERT INTO observation_value ({VALUE_COLUMNS}) {SELECT_VALUES} WHERE true"
         " ON CONFLICT (series_id, period_start, period_end) DO UPDATE SET value = excluded.value,"
-        " period = excluded.period, feed_file_id = excluded.feed_file_id, updated_at = excluded.updated_at"
+        " period = excluded.period, feed_file_id = excluded.feed_file_id"
         " WHERE observation_value.value <> excluded.value"
-    ).bindparams(at), {"feed": feed_file_id})
+    ), {"feed": feed_file_id})
     return StoreCounts(inserted=int(inserted), revised=int(revised), unchanged=int(total - inserted - revised))
 
 
@@ -165,14 +165,14 @@ def add_series(connection: Connection) -> None:
     ))
 
 
-def insert_new(connection: Connection, feed_file_id: int, now: dt.datetime) -> int | None:
+def insert_new(connection: Connection, feed_file_id: int) -> int | None:
     """A first delivery (no key exists yet) needs no conflict handling; a plain INSERT costs far less. Returns how
     many rows went in, or None with nothing inserted if a key already exists (another file added it meanwhile):
     the savepoint rolls back and the caller upserts instead."""
     try:
         with connection.begin_nested():
-            return int(connection.execute(text(f"INSERT INTO observation_value ({VALUE_COLUMNS}) {SELECT_VALUES}")
-                                          .bindparams(stamped(now)), {"feed": feed_file_id}).rowcount)
+            return int(connection.execute(text(f"INSERT INTO observation_value ({VALUE_COLUMNS}) {SELECT_VALUES}"),
+                                          {"feed": feed_file_id}).rowcount)
     except IntegrityError:
         return None
 

@@ -24,7 +24,7 @@ import csv
 import datetime as dt
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,8 @@ log = logging.getLogger(__name__)
 
 ROWS_PER_WRITE = 8192
 ID_BLOCK = 1024  # new series ids fetched at a time
-MAX_REMEMBERED_VALUES = 200_000  # distinct value texts judged once; past this each further one is judged per row
-VALUE_COPY = ("COPY observation_value (series_id, period_start, period_end, period, value, feed_file_id,"
-              " updated_at) FROM STDIN")
+MAX_REMEMBERED_VALUES = 50_000  # distinct value texts per group judged once; past this, further ones per row
+VALUE_COPY = "COPY observation_value (series_id, period_start, period_end, period, value, feed_file_id) FROM STDIN"
 SERIES_COPY = "COPY series (id, practice_id, vendor_id, kpi, segment) FROM STDIN"
 SERIES_OF = "SELECT kpi, segment, id FROM series WHERE practice_id = :practice AND vendor_id = :vendor"
 NEW_IDS = "SELECT nextval(pg_get_serial_sequence('series', 'id')) FROM generate_series(1, :count)"
@@ -73,9 +72,10 @@ class Streamed:
     practices: list[str]
 
 
-@dataclass(frozen=True, eq=False)  # hashed by identity: one lookup per row must not hash seven fields
+@dataclass(eq=False)  # hashed by identity
 class Group:
-    """The verdict on one (practice, vendor, KPI, unit) text: the stored ids, scales and bounds."""
+    """The verdict on one (practice, vendor, KPI, unit) text: the stored ids, scales and bounds, and each value text
+    of it already judged (as its COPY text, scaled)."""
 
     practice_id: str
     vendor_id: str
@@ -84,10 +84,22 @@ class Group:
     scale_percent: float
     low: float | None
     high: float | None
+    values: dict[str, str] = field(default_factory=dict)
+
+    def value(self, cell: str) -> str:
+        """The COPY text of a value cell of this group, remembered; NotProven if it does not pass."""
+        _, number, had_percent = judge_value(cell)
+        value = float(number) * (self.scale_percent if had_percent else self.scale_plain)  # type: ignore[arg-type]
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise NotProven("a value outside its KPI's bounds")
+        shown = repr(value)
+        if len(self.values) < MAX_REMEMBERED_VALUES:
+            self.values[cell] = shown
+        return shown
 
 
 def store_first_delivery(connection: Connection, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
-                         today: dt.date, feed_file_id: int, now: dt.datetime) -> Streamed | None:
+                         today: dt.date, feed_file_id: int) -> Streamed | None:
     """Store the file's rows in observation_value if it is a clean first delivery; None, with nothing changed,
     otherwise. Raises KeysStored when some value is already stored (the caller then merges)."""
     layout = long_layout(path, fp, origin)
@@ -97,7 +109,7 @@ def store_first_delivery(connection: Connection, path: Path, fp: Fingerprint, co
         with connection.engine.connect() as side, connection.begin_nested():
             streamer = Streamer(connection, side.execution_options(isolation_level="AUTOCOMMIT"), layout,
                                 RowValidator(config, origin, today))
-            return streamer.store(path, fp.encoding, feed_file_id, now)
+            return streamer.store(path, fp.encoding, feed_file_id)
     except psycopg.errors.UniqueViolation as exc:
         raise KeysStored(path.name) from exc
     except (NotProven, UnicodeDecodeError, csv.Error, psycopg.DataError) as exc:
@@ -110,30 +122,28 @@ class Streamer:
 
     def __init__(self, connection: Connection, side: Connection, layout: LongLayout, validator: RowValidator):
         self.connection, self.side, self.layout, self.validator = connection, side, layout, validator
-        width = len(layout.columns)
+        self.width = width = len(layout.columns)
 
         def picker(names: tuple[str, ...]) -> Any:
             # A column the file lacks reads as '' (as in the row-by-row path): each record gets one '' appended.
             return itemgetter(*(layout.columns.index(n) if n in layout.columns else width for n in names))
 
-        self.group_of, self.period_of = picker(GROUP_COLUMNS), picker(PERIOD_COLUMNS)
-        self.segment_at = layout.columns.index("segment") if "segment" in layout.columns else width
+        self.series_of, self.period_of = picker((*GROUP_COLUMNS, "segment")), picker(PERIOD_COLUMNS)
         self.value_at = layout.columns.index("value") if "value" in layout.columns else width
-        self.width = width
         self.groups: dict[tuple[str, ...], Group] = {}
         self.periods: dict[tuple[str, ...], str] = {}
         self.segments: dict[str, str] = {}
-        self.values: dict[str, tuple[float, bool, str]] = {}
-        self.series: dict[tuple[Group, str], str] = {}
+        # (practice, vendor, KPI, unit, segment) texts -> "series id<TAB>" and the group's verdict
+        self.series: dict[tuple[str, ...], tuple[str, Group]] = {}
         self.known: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
         self.new_series: list[tuple[int, str, str, str, str]] = []
         self.free_ids: list[int] = []
 
-    def store(self, path: Path, encoding: str, feed_file_id: int, now: dt.datetime) -> Streamed:
+    def store(self, path: Path, encoding: str, feed_file_id: int) -> Streamed:
         raw = self.connection.connection.driver_connection
         rows = 0
         with raw.cursor() as cursor, cursor.copy(VALUE_COPY) as copy:  # type: ignore[union-attr]
-            for lines in self.lines(path, encoding, f"\t{feed_file_id}\t{now.isoformat()}\n"):
+            for lines in self.lines(path, encoding, f"\t{feed_file_id}\n"):
                 copy.write("".join(lines))
                 rows += len(lines)
         if rows == 0:
@@ -145,10 +155,10 @@ class Streamer:
         return Streamed(rows, sorted({group.practice_id for group in self.groups.values()}))
 
     def lines(self, path: Path, encoding: str, ending: str) -> Iterator[list[str]]:
-        """The file's rows as observation_value COPY lines, in batches."""
-        group_of, period_of, segment_at, value_at, width = (self.group_of, self.period_of, self.segment_at,
-                                                            self.value_at, self.width)
-        groups, periods, series, values = self.groups, self.periods, self.series, self.values
+        """The file's rows as observation_value COPY lines, in batches. Per row: three lookups of texts judged
+        before; a text not seen yet is judged (and may end the stream with NotProven or KeysStored)."""
+        series_of, period_of, value_at, width = self.series_of, self.period_of, self.value_at, self.width
+        series, periods = self.series, self.periods
         batch: list[str] = []
         with path.open("r", encoding=encoding, newline="") as stream:
             reader = csv.reader(stream, delimiter=self.layout.delimiter)
@@ -159,33 +169,20 @@ class Streamer:
                         raise NotProven("a row with more or fewer cells than the header")
                     continue
                 record.append("")
-                group = groups.get(group_key := group_of(record))
-                if group is None:
+                found = series.get(series_key := series_of(record))
+                if found is None:
                     if not any(cell.strip() for cell in record):
                         continue  # a row of empty cells: skipped, as the row-by-row path skips it
-                    group = self.judge_group(group_key)
+                    found = self.find_series(series_key, period_of(record))
+                prefix, group = found
                 period = periods.get(period_key := period_of(record)) or self.judge_period(period_key)
-                segment_text = record[segment_at]
-                series_id = series.get((group, segment_text)) or self.series_id(group, segment_text, period_key)
-                value_text = record[value_at]
-                number, had_percent, shown = values.get(value_text) or self.judge_value(value_text)
-                if (scale := group.scale_percent if had_percent else group.scale_plain) != 1:
-                    number *= scale
-                    shown = repr(number)
-                if (group.low is not None and number < group.low) or (group.high is not None and number > group.high):
-                    raise NotProven("a value outside its KPI's bounds")
-                batch.append(f"{series_id}\t{period}\t{shown}{ending}")
+                shown = group.values.get(value_text := record[value_at]) or group.value(value_text)
+                batch.append(f"{prefix}{period}\t{shown}{ending}")
                 if len(batch) >= ROWS_PER_WRITE:
                     yield batch
                     batch = []
         if batch:
             yield batch
-
-    def judge_group(self, texts: tuple[str, ...]) -> Group:
-        verdict = judge_group(self.validator, self.layout, texts)[len(texts):]
-        group = Group(*verdict)  # type: ignore[arg-type]
-        self.groups[texts] = group
-        return group
 
     def judge_period(self, texts: tuple[str, ...]) -> str:
         label, start, end = judge_period(self.validator, self.layout, texts)[len(texts):]
@@ -194,15 +191,13 @@ class Streamer:
         self.periods[texts] = line = f"{start}\t{end}\t{label}"
         return line
 
-    def judge_value(self, cell: str) -> tuple[float, bool, str]:
-        _, number, had_percent = judge_value(cell)
-        verdict = (float(number), bool(had_percent), repr(float(number)))  # type: ignore[arg-type]
-        if len(self.values) < MAX_REMEMBERED_VALUES:
-            self.values[cell] = verdict
-        return verdict
-
-    def series_id(self, group: Group, segment_text: str, period_key: tuple[str, ...]) -> str:
-        """The id of the series this row's group and segment name, found or made, remembered for the next row."""
+    def find_series(self, texts: tuple[str, ...], period_key: tuple[str, ...]) -> tuple[str, Group]:
+        """The series a row's (practice, vendor, KPI, unit, segment) texts name, found or made, remembered."""
+        group_texts, segment_text = texts[:-1], texts[-1]
+        group = self.groups.get(group_texts)
+        if group is None:
+            group = self.groups[group_texts] = Group(*judge_group(self.validator, self.layout,  # type: ignore[arg-type]
+                                                                   group_texts)[len(group_texts):])
         segment = self.segments.get(segment_text)
         if segment is None:
             segment = self.segments[segment_text] = str(judge_segment(self.validator, self.layout,
@@ -213,8 +208,8 @@ class Streamer:
             series_id = self.next_id()
             stored[(group.kpi, segment)] = series_id
             self.new_series.append((series_id, group.practice_id, group.vendor_id, group.kpi, segment))
-        self.series[(group, segment_text)] = text_id = str(series_id)
-        return text_id
+        self.series[texts] = found = (f"{series_id}\t", group)
+        return found
 
     def known_series(self, group: Group, segment: str, period_key: tuple[str, ...]) -> dict[tuple[str, str], int]:
         """The stored series of the group's practice and vendor, read once. The first time, the row's own value

@@ -109,17 +109,20 @@ class ObservationValue(Base):
     period_end: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     period: Mapped[str] = mapped_column(String(32))
     value: Mapped[float] = mapped_column(Float)
+    # The file that last set the value; when it was received is when the value last changed (the view's
+    # updated_at), so no timestamp is written per row.
     feed_file_id: Mapped[int] = mapped_column()
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 # The `observation` view (migration 0008): one row per stored value with its series' names, as every reader wants
-# it. Mapped read-only; on its own MetaData, because it is not a table for Alembic to create or compare.
+# it. Mapped read-only; on its own MetaData, because it is not a table for Alembic to create or compare. The
+# left join to feed_file costs a read nothing unless it selects updated_at: PostgreSQL drops an unused left join
+# to a primary key.
 VIEWS = MetaData()
 OBSERVATION_VIEW_SQL = (
     "CREATE VIEW observation AS SELECT o.series_id, s.practice_id, s.vendor_id, s.kpi, o.period, o.period_start,"
-    " o.period_end, s.segment, o.value, o.feed_file_id, o.updated_at"
-    " FROM observation_value o JOIN series s ON s.id = o.series_id"
+    " o.period_end, s.segment, o.value, o.feed_file_id, f.received_at AS updated_at"
+    " FROM observation_value o JOIN series s ON s.id = o.series_id LEFT JOIN feed_file f ON f.id = o.feed_file_id"
 )
 
 

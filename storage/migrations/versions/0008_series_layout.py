@@ -20,8 +20,8 @@ depends_on = None
 # so this migration never changes with the models).
 VIEW = (
     "CREATE VIEW observation AS SELECT o.series_id, s.practice_id, s.vendor_id, s.kpi, o.period, o.period_start,"
-    " o.period_end, s.segment, o.value, o.feed_file_id, o.updated_at"
-    " FROM observation_value o JOIN series s ON s.id = o.series_id"
+    " o.period_end, s.segment, o.value, o.feed_file_id, f.received_at AS updated_at"
+    " FROM observation_value o JOIN series s ON s.id = o.series_id LEFT JOIN feed_file f ON f.id = o.feed_file_id"
 )
 SERIES_MATCH = ("s.practice_id = o.practice_id AND s.vendor_id = o.vendor_id AND s.kpi = o.kpi"
                 " AND s.segment = o.segment")
@@ -46,7 +46,6 @@ def upgrade() -> None:
         sa.Column('period', sa.String(length=32), nullable=False),
         sa.Column('value', sa.Float(), nullable=False),
         sa.Column('feed_file_id', sa.Integer(), nullable=False),
-        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint('series_id', 'period_start', 'period_end'),
     )
     op.create_table(
@@ -67,9 +66,10 @@ def upgrade() -> None:
     # A period label names exactly one span (feeds.periods), so the old key and the new one pick the same rows.
     op.execute('INSERT INTO series (practice_id, vendor_id, kpi, segment)'
                ' SELECT DISTINCT practice_id, vendor_id, kpi, segment FROM observation')
-    op.execute('INSERT INTO observation_value (series_id, period_start, period_end, period, value, feed_file_id,'
-               ' updated_at) SELECT s.id, o.period_start, o.period_end, o.period, o.value, o.feed_file_id,'
-               f' o.updated_at FROM observation o JOIN series s ON {SERIES_MATCH}')
+    # updated_at was always the moment the value's feed file was ingested: the view reads it from feed_file.
+    op.execute('INSERT INTO observation_value (series_id, period_start, period_end, period, value, feed_file_id)'
+               ' SELECT s.id, o.period_start, o.period_end, o.period, o.value, o.feed_file_id'
+               f' FROM observation o JOIN series s ON {SERIES_MATCH}')
     op.execute('INSERT INTO observation_revision_by_series (id, series_id, period_start, period_end, old_value,'
                ' new_value, old_feed_file_id, new_feed_file_id, revised_at)'
                ' SELECT r.id, s.id, o.period_start, o.period_end, r.old_value, r.new_value, r.old_feed_file_id,'
@@ -109,8 +109,8 @@ def downgrade() -> None:
     )
     op.execute('INSERT INTO observation (practice_id, vendor_id, kpi, period, period_start, period_end, segment,'
                ' value, feed_file_id, updated_at) SELECT s.practice_id, s.vendor_id, s.kpi, o.period, o.period_start,'
-               ' o.period_end, s.segment, o.value, o.feed_file_id, o.updated_at'
-               ' FROM observation_value o JOIN series s ON s.id = o.series_id')
+               ' o.period_end, s.segment, o.value, o.feed_file_id, f.received_at'
+               ' FROM observation_value o JOIN series s ON s.id = o.series_id JOIN feed_file f ON f.id = o.feed_file_id')
     op.create_table(
         'observation_revision_by_id',
         sa.Column('id', sa.Integer(), nullable=False),
