@@ -1,8 +1,10 @@
 """Write one file's observations atomically, streaming.
 
 Rows are staged in a temporary table (PostgreSQL COPY, SQLite batched inserts) inside the file's transaction,
-checked there for duplicates, then merged into `observation` with one INSERT ... ON CONFLICT: new keys are
-inserted, changed values are superseded and their old values kept in `observation_revision`. The feed_file row
+checked there for duplicates, then merged: a `series` row for each new (practice, vendor, KPI, segment), then one
+INSERT ... ON CONFLICT into `observation_value`: new keys are inserted, changed values are superseded and their old
+values kept in `observation_revision`. (A first delivery of a long CSV on PostgreSQL usually never gets here:
+feeds.stream stores it unstaged.) The feed_file row
 goes in first: its unique sha256 makes a second copy of the same bytes (even from a second worker at the same
 moment) fail, and that transaction writes nothing.
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from storage.db import downgrade, engine_for, upgrade
 from storage.models import Base
@@ -129,3 +129,50 @@ def test_db_upgrade_command_migrates_an_empty_postgresql_database(empty_postgres
     assert result.returncode == 0, result.stdout + result.stderr
     assert table_names(empty_postgres_url) >= MODEL_TABLES
     assert_idempotency_constraints_exist(empty_postgres_url)
+
+
+def rows(url: str, query: str) -> list[tuple[object, ...]]:
+    with engine_for(url).connect() as connection:
+        return [tuple(row) for row in connection.execute(text(query))]
+
+
+OLD_OBSERVATIONS = (
+    "INSERT INTO observation (id, practice_id, vendor_id, kpi, period, period_start, period_end, segment, value,"
+    " feed_file_id, updated_at) VALUES"
+    " (1, 'oakridge-fm', 'acme-billing', 'denial_rate', '2026-03', '2026-03-01', '2026-03-31', 'all', 10.4, 2, :at),"
+    " (2, 'oakridge-fm', 'acme-billing', 'denial_rate', '2026-W10', '2026-03-02', '2026-03-08', 'all', 9.1, 1, :at),"
+    " (3, 'oakridge-fm', 'acme-billing', 'days_in_ar', '2026-03', '2026-03-01', '2026-03-31', 'payer:Aetna', 41, 1,"
+    " :at)"
+)
+
+
+def test_0008_moves_every_value_and_revision_to_the_series_layout_and_back(empty_database_url: str) -> None:
+    """Stored values and their history survive the move to series + observation_value, and the way back."""
+    url = empty_database_url
+    upgrade(url, "0007")
+    with engine_for(url).begin() as connection:
+        connection.execute(text("INSERT INTO feed_file (id, sha256, filename, source, rows, received_at) VALUES"
+                                " (1, 'a', 'march.csv', 'cli', 3, :first), (2, 'b', 'fix.csv', 'cli', 1, :second)"),
+                           {"first": "2026-04-02 08:00:00+00", "second": "2026-04-09 08:00:00+00"})
+        connection.execute(text(OLD_OBSERVATIONS), {"at": "2026-04-09 08:00:00+00"})
+        connection.execute(text("INSERT INTO observation_revision (id, observation_id, old_value, new_value,"
+                                " old_feed_file_id, new_feed_file_id, revised_at) VALUES (7, 1, 9.8, 10.4, 1, 2, :at)"),
+                           {"at": "2026-04-09 08:00:00+00"})
+    view = ("SELECT practice_id, vendor_id, kpi, period, period_start, period_end, segment, value, feed_file_id"
+            " FROM observation ORDER BY kpi, period")
+    before = rows(url, view)
+
+    upgrade(url)
+
+    assert rows(url, view) == before
+    assert rows(url, "SELECT count(*) FROM series") == [(2,)], "one series per practice, vendor, KPI and segment"
+    revisions = rows(url, "SELECT s.kpi, r.period_start, r.old_value, r.new_value, r.old_feed_file_id,"
+                          " r.new_feed_file_id FROM observation_revision r JOIN series s ON s.id = r.series_id")
+    assert [(kpi, str(start), *rest) for kpi, start, *rest in revisions] == [
+        ("denial_rate", "2026-03-01", 9.8, 10.4, 1, 2)]
+
+    downgrade(url, "0007")
+
+    assert rows(url, view) == before
+    assert rows(url, "SELECT o.kpi, o.period, r.old_value, r.new_value FROM observation_revision r"
+                     " JOIN observation o ON o.id = r.observation_id") == [("denial_rate", "2026-03", 9.8, 10.4)]
