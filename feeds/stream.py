@@ -50,7 +50,9 @@ from feeds.validate import FeedOrigin, RowValidator
 log = logging.getLogger(__name__)
 
 ROWS_PER_WRITE = 8192
-ID_BLOCK = 1024  # new series ids fetched at a time
+# New series ids are fetched in blocks, each twice the last: a round trip costs far more than an id, and ids left
+# unused are only a gap in the sequence.
+FIRST_ID_BLOCK, LAST_ID_BLOCK = 64, 16384
 MAX_REMEMBERED_VALUES = 50_000  # distinct value texts per group judged once; past this, further ones per row
 VALUE_COPY = "COPY observation_value (series_id, period_start, period_end, period, value, feed_file_id) FROM STDIN"
 SERIES_COPY = "COPY series (id, practice_id, vendor_id, kpi, segment) FROM STDIN"
@@ -138,6 +140,7 @@ class Streamer:
         self.known: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
         self.new_series: list[tuple[int, str, str, str, str]] = []
         self.free_ids: list[int] = []
+        self.id_block = FIRST_ID_BLOCK
 
     def store(self, path: Path, encoding: str, feed_file_id: int) -> Streamed:
         raw = self.connection.connection.driver_connection
@@ -230,5 +233,6 @@ class Streamer:
 
     def next_id(self) -> int:
         if not self.free_ids:
-            self.free_ids = list(self.side.execute(text(NEW_IDS), {"count": ID_BLOCK}).scalars())[::-1]
+            self.free_ids = list(self.side.execute(text(NEW_IDS), {"count": self.id_block}).scalars())[::-1]
+            self.id_block = min(2 * self.id_block, LAST_ID_BLOCK)
         return self.free_ids.pop()
