@@ -57,7 +57,8 @@ MAX_REMEMBERED_VALUES = 50_000  # distinct value texts per group judged once; pa
 VALUE_COPY = "COPY observation_value (series_id, period_start, period_end, period, value, feed_file_id) FROM STDIN"
 SERIES_COPY = "COPY series (id, practice_id, vendor_id, kpi, segment) FROM STDIN"
 SERIES_OF = "SELECT kpi, segment, id FROM series WHERE practice_id = :practice AND vendor_id = :vendor"
-NEW_IDS = "SELECT nextval(pg_get_serial_sequence('series', 'id')) FROM generate_series(1, :count)"
+# One row, an array: a row per id costs more to fetch than the id costs to make.
+NEW_IDS = "SELECT array_agg(nextval(pg_get_serial_sequence('series', 'id'))) FROM generate_series(1, :count)"
 STORED = ("SELECT 1 FROM observation_value WHERE series_id = :series AND period_start = :start"
           " AND period_end = :end")
 
@@ -233,6 +234,6 @@ class Streamer:
 
     def next_id(self) -> int:
         if not self.free_ids:
-            self.free_ids = list(self.side.execute(text(NEW_IDS), {"count": self.id_block}).scalars())[::-1]
+            self.free_ids = list(self.side.execute(text(NEW_IDS), {"count": self.id_block}).scalar_one())[::-1]
             self.id_block = min(2 * self.id_block, LAST_ID_BLOCK)
         return self.free_ids.pop()
