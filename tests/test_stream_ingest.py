@@ -8,7 +8,6 @@ file repeats, and a series another file creates at the same moment.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +20,7 @@ from sqlalchemy import text
 
 from config import BUNDLED_DIR, Config, load_config
 from feeds.ingest import IngestResult, ingest_path
-from storage.db import engine_for, session_scope, upgrade
-from tests.support.services import drop_postgres_database, fresh_postgres_database
+from storage.db import session_scope
 from tests.test_bulk_ingest import (
     CLEAN_CP1252,
     CLEAN_MESSY,
@@ -30,26 +28,18 @@ from tests.test_bulk_ingest import (
     SETTINGS,
     TODAY,
     VENDOR,
+    database,
     long_csv,
-    orphans,
     stored,
 )
+from tests.test_bulk_ingest import assert_same_outcome as same_outcome
 
 STREAMED = ("streamed",)
-ROW_BY_ROW: tuple[str, ...] = ()
 
 
 @pytest.fixture(scope="module")
 def config() -> Config:
     return load_config(BUNDLED_DIR)
-
-
-def database(name: str) -> Iterator[str]:
-    url = fresh_postgres_database(name)
-    upgrade(url)
-    yield url
-    engine_for(url).dispose()
-    drop_postgres_database(url)
 
 
 @pytest.fixture(scope="module")
@@ -62,35 +52,8 @@ def rows_url() -> Iterator[str]:
     yield from database("vw_rows")
 
 
-_names = itertools.count()
-
-
-def ingest(data: bytes, config: Config, url: str, directory: Path, fast: tuple[str, ...]) -> IngestResult:
-    path = directory / f"feed-{next(_names)}.csv"
-    path.write_bytes(data)
-    try:
-        return ingest_path(path, config, today=TODAY, database_url=url, fast=fast)
-    finally:
-        path.unlink()
-
-
 def assert_same_outcome(data: bytes, config: Config, stream_url: str, rows_url: str, directory: Path) -> IngestResult:
-    fast = ingest(data, config, stream_url, directory, STREAMED)
-    slow = ingest(data, config, rows_url, directory, ROW_BY_ROW)
-    assert slow.checked_in in (None, "python")
-    assert (fast.status, fast.rows, fast.counts, fast.problems, fast.problem_count) == (
-        slow.status, slow.rows, slow.counts, slow.problems, slow.problem_count)
-    assert stored(stream_url) == stored(rows_url)
-    assert orphans(stream_url) == orphans(rows_url) == 0, "every observation names the feed file it came from"
-    assert series_rows(stream_url) == series_rows(rows_url)
-    return fast
-
-
-def series_rows(url: str) -> list[tuple[str, ...]]:
-    """Every series row by its names: one each, whichever path made it."""
-    with session_scope(url) as session:
-        query = text("SELECT practice_id, vendor_id, kpi, segment FROM series ORDER BY 1, 2, 3, 4")
-        return [tuple(row) for row in session.execute(query)]
+    return same_outcome(data, config, stream_url, rows_url, directory, STREAMED)
 
 
 def scalar(url: str, query: str) -> object:
