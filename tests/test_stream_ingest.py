@@ -76,6 +76,26 @@ def feed(*rows: str) -> bytes:
             + "".join(f"{PRACTICE},{VENDOR},{row}\n" if row else "\n" for row in rows)).encode()
 
 
+def test_quoted_cells_even_one_spanning_lines_are_read_as_the_csv_reader_reads_them(
+    config: Config, stream_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    """Lines with no quote are split on the delimiter; a line with one goes to the CSV reader, which reads on into
+    the next line when a quoted cell spans it. Both paths must then agree, and a clean file is still streamed."""
+    clean = ("practice;vendor;kpi;period;value;segment\r\n"
+             f'{PRACTICE};{VENDOR};days_in_ar;2024-07;" 1,234 ";"location:Main St"\r\n'
+             f"{PRACTICE};{VENDOR};days_in_ar;2024-08;41;location:Main St\r\n"
+             f'"{PRACTICE}";{VENDOR};denial_rate;2024-08;5.5%;all\r\n').encode()
+    result = assert_same_outcome(clean, config, stream_url, rows_url, tmp_path)
+    assert (result.status, result.checked_in, result.rows) == ("accepted", "streamed", 3)
+    days_in_ar = {(row[3], row[6], row[7]) for row in stored(stream_url)[0] if row[2] == "days_in_ar"}
+    assert {("2024-07", "location:Main St", 1234.0), ("2024-08", "location:Main St", 41.0)} <= days_in_ar
+
+    spanning = clean.replace(b"2024-0", b"2023-0").replace(b'"location:Main St"', b'"location:Main\r\nSt"')
+    refused = assert_same_outcome(spanning, config, stream_url, rows_url, tmp_path)
+    assert refused.status == "rejected"
+    assert [(problem.row, problem.column) for problem in refused.problems] == [(2, "segment")]
+
+
 def test_a_first_delivery_is_streamed_and_a_correction_found_before_sending_is_merged(
     config: Config, stream_url: str, rows_url: str, tmp_path: Path
 ) -> None:
