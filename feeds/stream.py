@@ -1,12 +1,13 @@
 """A first delivery of a long CSV, streamed straight into observation_value: the fast path for big files.
 
-The file is read once, by the same CSV reader as the row-by-row path. Each *distinct* text of a column (a feed
-repeats a few practice, KPI, period and segment names on every row) is judged once, by the functions the
-in-database check uses (feeds.bulk, which calls the row-by-row ones), and each row becomes one narrow row of a
-binary COPY into observation_value: series id, period, value, each field packed once per distinct text, so the
-server parses nothing. PostgreSQL inserts them on its own core while Python reads on the other, so the two overlap.
-A line with no quote is split on the delimiter, which is what the CSV reader makes of it, at less than half the
-cost; a line with a quote goes to the CSV reader.
+The file is read once, in blocks of some 50,000 rows, by Apache Arrow's CSV reader, which splits cells as
+Python's CSV reader does (quotes, doubled quotes, a quoted cell over several lines, any line ending); a row of the
+wrong width is an error there, and the file then goes row by row. Each block arrives as columns that name each
+*distinct* text once (a feed repeats a few practice, KPI, period and segment names on every row). Only those
+distinct texts are judged in Python, by the functions the in-database check uses (feeds.bulk, which calls the
+row-by-row ones); numpy then spreads each verdict over the rows and packs them as PostgreSQL binary COPY rows
+(series id, period, value), sorted by the primary key, so the server parses nothing and mostly appends to the key.
+Python reads the next block while PostgreSQL inserts the last one on the other core.
 
 Only a first delivery is stored here: the primary key (series, period) refuses any value already stored, and the
 file is then handed to the paths that merge (`KeysStored`). Only a file proven clean is stored here: on any doubt
@@ -22,18 +23,18 @@ row's unique key refuses ours and the file goes to the merging paths.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import logging
-import struct
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from itertools import chain
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, text
 
 from config import Config
@@ -53,25 +54,21 @@ from feeds.validate import FeedOrigin, RowValidator
 
 log = logging.getLogger(__name__)
 
-ROWS_PER_WRITE = 8192
-FIELDS_PER_ROW = 4  # the parts of a row's bytes: series id, period, value, feed file
-FIELDS_PER_WRITE = ROWS_PER_WRITE * FIELDS_PER_ROW
+BLOCK_BYTES = 1 << 22  # some 50,000 rows of a typical feed: sorted at a time, and the memory a block needs
+# Arrow's names for the encodings feeds.parse detects (the BOM is in the header line, which Arrow skips).
+ARROW_ENCODINGS = {"utf-8-sig": "utf8", "cp1252": "cp1252"}
 # New series ids are fetched in blocks, each twice the last: a round trip costs far more than an id, and ids left
 # unused are only a gap in the sequence.
 FIRST_ID_BLOCK, LAST_ID_BLOCK = 64, 16384
-MAX_REMEMBERED_VALUES = 50_000  # distinct value texts per group judged once; past this, further ones per row
+MAX_REMEMBERED_VALUES = 200_000  # (scale and bounds, value text) verdicts kept; past this the memo starts again
 VALUE_COPY = ("COPY observation_value (series_id, period_start, period_end, period, value, feed_file_id) FROM STDIN"
               " WITH (FORMAT binary)")
 # PostgreSQL's binary COPY: a signature, then per row the number of fields and each field as its length and bytes
-# (big-endian integers and float, dates as days since 2000-01-01), then -1. The server parses no text at all.
+# (big-endian integers and float, dates as days since 2000-01-01), then -1. The fields' types are the columns'
+# (integer ids, dates, varchar, double precision); the server checks each length and refuses a row that does not
+# fit, and the file then goes row by row.
 BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 BINARY_TRAILER = b"\xff\xff"
-# The fields' types are the columns' (integer ids, dates, varchar, double precision): the server checks each
-# length and refuses a row that does not fit, and the file then goes row by row.
-SERIES_FIELD = struct.Struct("!hii")  # 6 fields follow; series_id
-PERIOD_FIELDS = struct.Struct("!iiiii")  # period_start, period_end; the length of the period label that follows
-VALUE_FIELD = struct.Struct("!id")
-FEED_FILE_FIELD = struct.Struct("!ii")
 DAY_ZERO = dt.date(2000, 1, 1)
 SERIES_COPY = "COPY series (id, practice_id, vendor_id, kpi, segment) FROM STDIN"
 SERIES_OF = "SELECT kpi, segment, id FROM series WHERE practice_id = :practice AND vendor_id = :vendor"
@@ -79,6 +76,16 @@ SERIES_OF = "SELECT kpi, segment, id FROM series WHERE practice_id = :practice A
 NEW_IDS = "SELECT array_agg(nextval(pg_get_serial_sequence('series', 'id'))) FROM generate_series(1, :count)"
 STORED = ("SELECT 1 FROM observation_value WHERE series_id = :series AND period_start = :start"
           " AND period_end = :end")
+
+
+def row_type(label_length: int) -> np.dtype[Any]:
+    """One binary COPY row of observation_value whose period label has this many bytes."""
+    return np.dtype([
+        ("fields", ">i2"), ("series_length", ">i4"), ("series_id", ">i4"),
+        ("start_length", ">i4"), ("start", ">i4"), ("end_length", ">i4"), ("end", ">i4"),
+        ("label_length", ">i4"), ("label", f"S{label_length}"),
+        ("value_length", ">i4"), ("value", ">f8"), ("feed_file_length", ">i4"), ("feed_file_id", ">i4"),
+    ])
 
 
 class KeysStored(Exception):
@@ -93,11 +100,10 @@ class Streamed:
     practices: list[str]
 
 
-@dataclass(eq=False)  # hashed by identity
+@dataclass(frozen=True)
 class Group:
-    """The verdict on one (practice, vendor, KPI, unit) text: the stored ids, scales and bounds, and each value text
-    already judged (as its COPY field, scaled). Groups with the same scales and bounds share that memo: 400 KPI
-    groups of one MSO file judge a value text like "41.5" once, not 400 times."""
+    """The verdict on one (practice, vendor, KPI, unit) text: the stored ids, the scale for each kind of value and
+    the bounds."""
 
     practice_id: str
     vendor_id: str
@@ -106,23 +112,19 @@ class Group:
     scale_percent: float
     low: float | None
     high: float | None
-    values: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def judged_alike(self) -> tuple[float, float, float | None, float | None]:
-        """What a value's verdict and COPY text depend on."""
+        """What a value's verdict depends on: groups alike share the verdicts on value texts."""
         return (self.scale_plain, self.scale_percent, self.low, self.high)
 
-    def value(self, cell: str) -> bytes:
-        """The COPY field of a value cell of this group, remembered; NotProven if it does not pass."""
+    def value(self, cell: str) -> float:
+        """A value cell of this group, scaled; NotProven if it does not pass."""
         _, number, had_percent = judge_value(cell)
         value = float(number) * (self.scale_percent if had_percent else self.scale_plain)  # type: ignore[arg-type]
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise NotProven("a value outside its KPI's bounds")
-        field = VALUE_FIELD.pack(8, value)
-        if len(self.values) < MAX_REMEMBERED_VALUES:
-            self.values[cell] = field
-        return field
+        return value
 
 
 def store_first_delivery(connection: Connection, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
@@ -139,31 +141,27 @@ def store_first_delivery(connection: Connection, path: Path, fp: Fingerprint, co
             return streamer.store(path, fp.encoding, feed_file_id)
     except psycopg.errors.UniqueViolation as exc:
         raise KeysStored(path.name) from exc
-    except (NotProven, UnicodeDecodeError, csv.Error, psycopg.DataError) as exc:
+    except (NotProven, UnicodeDecodeError, pa.ArrowException, psycopg.DataError) as exc:
         log.info("%s: not streamed (%s: %s)", path.name, type(exc).__name__, exc)
         return None
 
 
 class Streamer:
-    """One file's rows, judged text by text, turned into observation_value rows."""
+    """One file's rows, judged text by text, turned into observation_value rows block by block."""
 
     def __init__(self, connection: Connection, side: Connection, layout: LongLayout, validator: RowValidator):
         self.connection, self.side, self.layout, self.validator = connection, side, layout, validator
-        self.width = len(layout.columns)
-        # Per row, only the cells the file has are picked (one text, not a tuple, for a one-column period); the
-        # texts of a column the file lacks read as '' (as in the row-by-row path) when a new key is judged.
-        self.series_of, self.series_texts = Picker(layout.columns, (*GROUP_COLUMNS, "segment")).parts()
-        self.period_of, self.period_texts = Picker(layout.columns, PERIOD_COLUMNS).parts()
+        self.series_texts = Picker(layout.columns, (*GROUP_COLUMNS, "segment"))
+        self.period_texts = Picker(layout.columns, PERIOD_COLUMNS)
         if "value" not in layout.columns:
             raise NotProven("no value column")
-        self.value_at = layout.columns.index("value")
         self.groups: dict[tuple[str, ...], Group] = {}
-        self.value_memos: dict[tuple[float, float, float | None, float | None], dict[str, bytes]] = {}
-        self.periods: dict[Any, bytes] = {}
-        self.period_dates: dict[Any, tuple[dt.date, dt.date]] = {}
         self.segments: dict[str, str] = {}
-        # the (practice, vendor, KPI, unit, segment) texts a file has -> the series id's COPY fields, the group
-        self.series: dict[Any, tuple[bytes, Group]] = {}
+        self.series: dict[tuple[str, ...], tuple[int, Group]] = {}  # the series columns' texts -> id, group
+        self.periods: dict[tuple[str, ...], tuple[int, int, bytes]] = {}  # texts -> start, end (days), label
+        self.period_dates: dict[tuple[str, ...], tuple[dt.date, dt.date]] = {}
+        self.alike: dict[tuple[float, float, float | None, float | None], int] = {}
+        self.values: dict[tuple[int, str], float] = {}  # (groups alike, value text) -> value
         self.known: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
         self.new_series: list[tuple[int, str, str, str, str]] = []
         self.free_ids: list[int] = []
@@ -174,9 +172,10 @@ class Streamer:
         rows = 0
         with raw.cursor() as cursor, cursor.copy(VALUE_COPY) as copy:
             copy.write(BINARY_SIGNATURE)
-            for fields in self.fields(path, encoding, FEED_FILE_FIELD.pack(4, feed_file_id)):
-                copy.write(b"".join(fields))
-                rows += len(fields) // FIELDS_PER_ROW
+            for block in self.blocks(path, encoding):
+                for packed in self.copy_rows(block, feed_file_id):
+                    copy.write(packed.tobytes())
+                    rows += len(packed)
             copy.write(BINARY_TRAILER)
         if rows == 0:
             raise NotProven("no data rows")
@@ -186,59 +185,94 @@ class Streamer:
                     copy.write_row(series)
         return Streamed(rows, sorted({group.practice_id for group in self.groups.values()}))
 
-    def fields(self, path: Path, encoding: str, feed_file: bytes) -> Iterator[list[bytes]]:
-        """The file's rows as observation_value binary COPY rows, in batches of FIELDS_PER_ROW parts a row. Per
-        row: three lookups of texts judged before; a text not seen yet is judged (and may end the stream with
-        NotProven or KeysStored)."""
-        series_of, period_of, value_at, width = self.series_of, self.period_of, self.value_at, self.width
-        series, periods, delimiter = self.series, self.periods, self.layout.delimiter
-        batch: list[bytes] = []
-        with path.open("r", encoding=encoding, newline="") as stream:
-            next(stream, None)  # the header, one line (long_layout refuses a quoted one), judged by long_layout
-            for line in stream:
-                # A line with no quote splits as the CSV reader would split it, in a fraction of the time.
-                record = (line.rstrip("\r\n").split(delimiter) if '"' not in line
-                          else quoted_record(line, stream, delimiter))
-                if len(record) != width:
-                    if any(cell.strip() for cell in record):
-                        raise NotProven("a row with more or fewer cells than the header")
-                    continue
-                found = series.get(series_key := series_of(record))
-                if found is None:
-                    if not any(cell.strip() for cell in record):
-                        continue  # a row of empty cells: skipped, as the row-by-row path skips it
-                    found = self.find_series(series_key, period_of(record))
-                series_field, group = found
-                period_fields = periods.get(period_key := period_of(record)) or self.judge_period(period_key)
-                value_field = group.values.get(value_text := record[value_at]) or group.value(value_text)
-                batch += (series_field, period_fields, value_field, feed_file)
-                if len(batch) >= FIELDS_PER_WRITE:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
+    def blocks(self, path: Path, encoding: str) -> Iterator[pa.RecordBatch]:
+        """The file's data rows, a block at a time, every column as distinct texts and an index per row."""
+        columns = list(self.layout.columns)
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES, skip_rows=1, column_names=columns,
+                                            use_threads=False, encoding=ARROW_ENCODINGS[encoding]),
+            parse_options=pa_csv.ParseOptions(delimiter=self.layout.delimiter, newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.dictionary(pa.int32(), pa.string()) for name in columns},
+                strings_can_be_null=False, quoted_strings_can_be_null=False))
+        try:
+            yield from reader
+        finally:
+            reader.close()
 
-    def judge_period(self, key: Any) -> bytes:
-        """The COPY fields of a period's texts (start, end, label), remembered, and its dates for `probe`."""
-        texts = self.period_texts(key)
-        label, start, end = judge_period(self.validator, self.layout, texts)[len(texts):]
-        if not isinstance(label, str) or not label.isascii() or not isinstance(start, dt.date) \
-                or not isinstance(end, dt.date):
-            raise NotProven("period label")  # a label is ASCII, so its bytes are the same in any client encoding
-        self.period_dates[key] = (start, end)
-        self.periods[key] = fields = (PERIOD_FIELDS.pack(4, (start - DAY_ZERO).days, 4, (end - DAY_ZERO).days,
-                                                         len(label)) + label.encode("ascii"))
-        return fields
+    def copy_rows(self, block: pa.RecordBatch, feed_file_id: int) -> Iterator[np.ndarray[Any, Any]]:
+        """A block's rows as binary COPY rows sorted by series and period, one array per period label length."""
+        cells = {name: Cells(block.column(index)) for index, name in enumerate(self.layout.columns)}
+        kept = ~np.logical_and.reduce([column.blank() for column in cells.values()])  # the row-by-row path skips
+        if not kept.any():
+            return
+        cells = {name: column.only(kept) for name, column in cells.items()}
+        periods, period_of_row = distinct([cells[name] for name in self.period_texts.present])
+        series, series_of_row, first_row = distinct([cells[name] for name in self.series_texts.present],
+                                                    first_rows=True)
+        series_ids, alike = np.empty(len(series), np.int32), np.empty(len(series), np.int64)
+        for index, texts in enumerate(series):
+            found = self.series.get(texts)
+            if found is None:
+                period_key = self.period_texts.full(periods[period_of_row[first_row[index]]])
+                found = self.series[texts] = self.find_series(self.series_texts.full(texts), period_key)
+            series_ids[index], group = found
+            alike[index] = self.alike.setdefault(group.judged_alike, len(self.alike))
+        starts, ends, labels = zip(*(self.judge_period(self.period_texts.full(texts)) for texts in periods),
+                                   strict=True)
+        values = self.row_values(cells["value"], alike[series_of_row], series, series_of_row)
+        label_lengths = np.array([len(label) for label in labels])[period_of_row]
+        for length in np.unique(label_lengths):
+            rows = np.flatnonzero(label_lengths == length)
+            packed = np.empty(len(rows), row_type(int(length)))
+            packed["fields"], packed["series_length"], packed["start_length"], packed["end_length"] = 6, 4, 4, 4
+            packed["label_length"], packed["value_length"], packed["feed_file_length"] = length, 8, 4
+            packed["series_id"] = series_ids[series_of_row[rows]]
+            packed["start"] = np.array(starts, np.int32)[period_of_row[rows]]
+            packed["end"] = np.array(ends, np.int32)[period_of_row[rows]]
+            packed["label"] = np.array(labels, f"S{length}")[period_of_row[rows]]
+            packed["value"] = values[rows]
+            packed["feed_file_id"] = feed_file_id
+            # Key order: in file order each row lands far from the last in the primary key (a feed lists every
+            # series of a practice month by month); in key order the server mostly appends, a third less work.
+            key = series_ids[series_of_row[rows]].astype(np.int64) << 32 | packed["start"].astype(np.int64) + 2**31
+            yield packed[np.argsort(key)]
 
-    def find_series(self, key: Any, period_key: Any) -> tuple[bytes, Group]:
-        """The series a row's (practice, vendor, KPI, unit, segment) texts name, found or made, remembered."""
-        texts = self.series_texts(key)
+    def row_values(self, column: Cells, alike_of_row: np.ndarray[Any, Any], series: list[tuple[str, ...]],
+                   series_of_row: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Each row's value, scaled: each distinct (groups alike, value text) judged once."""
+        pairs, pair_of_row, first_row = distinct([Cells.of_codes(alike_of_row), column], first_rows=True)
+        if len(self.values) > MAX_REMEMBERED_VALUES:
+            self.values.clear()
+        judged = np.empty(len(pairs), np.float64)
+        for index, (alike, cell) in enumerate(pairs):
+            value = self.values.get((int(alike), cell))
+            if value is None:
+                group = self.series[series[series_of_row[first_row[index]]]][1]
+                value = self.values[(int(alike), cell)] = group.value(cell)
+            judged[index] = value
+        return judged[pair_of_row]
+
+    def judge_period(self, texts: tuple[str, ...]) -> tuple[int, int, bytes]:
+        """A period's first and last day (as days since 2000-01-01) and label, remembered."""
+        judged = self.periods.get(texts)
+        if judged is None:
+            label, start, end = judge_period(self.validator, self.layout, texts)[len(texts):]
+            if not isinstance(label, str) or not label.isascii() or not isinstance(start, dt.date) \
+                    or not isinstance(end, dt.date):
+                raise NotProven("period label")  # a label is ASCII, so its bytes are the same in any encoding
+            self.period_dates[texts] = (start, end)
+            judged = self.periods[texts] = ((start - DAY_ZERO).days, (end - DAY_ZERO).days, label.encode("ascii"))
+        return judged
+
+    def find_series(self, texts: tuple[str, ...], period_key: tuple[str, ...]) -> tuple[int, Group]:
+        """The series the (practice, vendor, KPI, unit, segment) texts name, found or made."""
         group_texts, segment_text = texts[:-1], texts[-1]
         group = self.groups.get(group_texts)
         if group is None:
             group = self.groups[group_texts] = Group(*judge_group(self.validator, self.layout,  # type: ignore[arg-type]
                                                                    group_texts)[len(group_texts):])
-            group.values = self.value_memos.setdefault(group.judged_alike, group.values)
         segment = self.segments.get(segment_text)
         if segment is None:
             segment = self.segments[segment_text] = str(judge_segment(self.validator, self.layout,
@@ -249,12 +283,11 @@ class Streamer:
             series_id = self.next_id()
             stored[(group.kpi, segment)] = series_id
             self.new_series.append((series_id, group.practice_id, group.vendor_id, group.kpi, segment))
-        self.series[key] = found = (SERIES_FIELD.pack(6, 4, series_id), group)
-        return found
+        return series_id, group
 
-    def known_series(self, group: Group, segment: str, period_key: Any) -> dict[tuple[str, str], int]:
+    def known_series(self, group: Group, segment: str, period_key: tuple[str, ...]) -> dict[tuple[str, str], int]:
         """The stored series of the group's practice and vendor, read once. The first time, the row's own value
-        is looked for too: a re-delivery is found here, before its first line is sent."""
+        is looked for too: a re-delivery is found here, before its first row is sent."""
         owner = (group.practice_id, group.vendor_id)
         stored = self.known.get(owner)
         if stored is None:
@@ -264,9 +297,8 @@ class Streamer:
                 self.probe(stored[(group.kpi, segment)], period_key)
         return stored
 
-    def probe(self, series_id: int, period_key: Any) -> None:
-        if period_key not in self.period_dates:
-            self.judge_period(period_key)
+    def probe(self, series_id: int, period_key: tuple[str, ...]) -> None:
+        self.judge_period(period_key)
         start, end = self.period_dates[period_key]
         if self.side.execute(text(STORED), {"series": series_id, "start": start, "end": end}).first() is not None:
             raise KeysStored(f"series {series_id} has a value for {start}..{end}")
@@ -278,26 +310,53 @@ class Streamer:
         return self.free_ids.pop()
 
 
-def quoted_record(line: str, stream: Iterator[str], delimiter: str) -> list[str]:
-    """The record a line with a quote starts, read by the CSV reader, which takes the following lines of the
-    stream as well when a quoted cell spans them."""
-    return next(csv.reader(chain((line,), stream), delimiter=delimiter))
+class Cells:
+    """One column of a block: its distinct texts, and per row the index of its text."""
+
+    def __init__(self, column: Any, texts: Sequence[Any] | None = None, codes: np.ndarray[Any, Any] | None = None):
+        if column is not None:
+            texts, codes = column.dictionary.to_pylist(), column.indices.to_numpy(zero_copy_only=False)
+        self.texts: Sequence[Any] = texts if texts is not None else []
+        self.codes: np.ndarray[Any, Any] = codes if codes is not None else np.empty(0, np.int32)
+
+    @classmethod
+    def of_codes(cls, codes: np.ndarray[Any, Any]) -> Cells:
+        """Numbers as a column: each row's number is its own text."""
+        return cls(None, range(int(codes.max()) + 1 if len(codes) else 0), codes)
+
+    def blank(self) -> np.ndarray[Any, Any]:
+        """Per row: is the cell empty or only spaces (what the row-by-row path calls blank)."""
+        return np.array([not cell.strip() for cell in self.texts], bool)[self.codes]
+
+    def only(self, rows: np.ndarray[Any, Any]) -> Cells:
+        return Cells(None, self.texts, self.codes[rows])
+
+
+def distinct(columns: list[Cells], first_rows: bool = False) -> Any:
+    """The distinct combinations of the columns' texts, in a block, as tuples; per row the index of its
+    combination; and, if asked, the first row of each combination."""
+    combined = np.zeros(len(columns[0].codes), np.int64)
+    for column in columns:
+        # Kept dense after each column, so the product stays far below 2**63.
+        combined = combined * max(len(column.texts), 1) + column.codes
+        _, combined = np.unique(combined, return_inverse=True)
+    _, first, of_row = np.unique(combined, return_index=True, return_inverse=True)
+    combinations = list(zip(*(np.asarray(column.texts, dtype=object)[column.codes[first]] for column in columns),
+                            strict=True))
+    return (combinations, of_row, first) if first_rows else (combinations, of_row)
 
 
 class Picker:
-    """Picks the cells of some columns out of a record, and turns what it picked back into one text per column."""
+    """The columns of some names a file has, and the texts of all those names from the ones it has."""
 
     def __init__(self, columns: tuple[str, ...], names: tuple[str, ...]):
         self.names = names
         self.present = [name for name in names if name in columns]
         if not self.present:
             raise NotProven(f"none of the columns {', '.join(names)}")
-        self.indexes = [columns.index(name) for name in self.present]
+        missing = len(self.present)  # where full() puts the '' it adds
+        self.spread = itemgetter(*(self.present.index(name) if name in self.present else missing for name in names))
 
-    def parts(self) -> tuple[Callable[[list[str]], Any], Callable[[Any], tuple[str, ...]]]:
-        return itemgetter(*self.indexes), self.texts
-
-    def texts(self, picked: Any) -> tuple[str, ...]:
-        """One text per name, '' for a column the file does not have."""
-        cells = dict(zip(self.present, (picked,) if len(self.present) == 1 else picked, strict=True))
-        return tuple(cells.get(name, "") for name in self.names)
+    def full(self, picked: tuple[str, ...]) -> tuple[str, ...]:
+        """One text per name, '' for a column the file does not have (as a missing cell reads row by row)."""
+        return cast(tuple[str, ...], self.spread((*picked, "")))

@@ -8,16 +8,19 @@ file repeats, and a series another file creates at the same moment.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from hypothesis import example, given, settings
 from sqlalchemy import text
 
+import feeds.stream
 from config import BUNDLED_DIR, Config, load_config
 from feeds.ingest import IngestResult, ingest_path
 from storage.db import session_scope
@@ -94,6 +97,37 @@ def test_quoted_cells_even_one_spanning_lines_are_read_as_the_csv_reader_reads_t
     refused = assert_same_outcome(spanning, config, stream_url, rows_url, tmp_path)
     assert refused.status == "rejected"
     assert [(problem.row, problem.column) for problem in refused.problems] == [(2, "segment")]
+
+
+def test_a_file_read_in_many_small_blocks_stores_every_row_once(
+    config: Config, stream_url: str, rows_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks of 300 bytes: series, periods (of three label lengths) and value texts recur across blocks, and a
+    quoted value cell holds a line break; every block is judged and sorted on its own."""
+    monkeypatch.setattr(feeds.stream, "BLOCK_BYTES", 300)
+    blocks: list[int] = []
+    copy_rows = feeds.stream.Streamer.copy_rows
+
+    def counted(self: feeds.stream.Streamer, block: Any, feed_file_id: int) -> Iterator[Any]:
+        blocks.append(len(block))
+        return copy_rows(self, block, feed_file_id)
+
+    monkeypatch.setattr(feeds.stream.Streamer, "copy_rows", counted)
+    periods = ["2023-01", "2023-02", "2023-W05", "2023-W06", "2023-02-14"]
+    rows = [f"{kpi},{period},{value}{index % 10},{segment}"
+            for index, (kpi, value, period, segment) in enumerate(
+                (kpi, value, period, segment) for kpi, value in (("days_in_ar", "3"), ("denial_rate", "0.0"))
+                for period in periods for segment in ("all", "payer:Aetna", '"location:North, Suite 2"'))]
+    rows.append('days_in_ar,2023-03,"41\n",all')
+    result = assert_same_outcome(feed(*rows), config, stream_url, rows_url, tmp_path)
+
+    assert (result.status, result.checked_in, result.rows) == ("accepted", "streamed", len(rows))
+    assert len(blocks) >= 4 and sum(blocks) == len(rows), blocks
+    stored_here = {(row[3], row[4], row[5], row[6], row[7]) for row in stored(stream_url)[0]
+                   if row[3] in (*periods, "2023-03")}
+    assert len(stored_here) == len(rows)
+    assert ("2023-W05", dt.date(2023, 1, 30), dt.date(2023, 2, 5), "location:North, Suite 2", 38.0) in stored_here
+    assert ("2023-03", dt.date(2023, 3, 1), dt.date(2023, 3, 31), "all", 41.0) in stored_here
 
 
 def test_a_first_delivery_is_streamed_and_a_correction_found_before_sending_is_merged(
