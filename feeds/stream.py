@@ -166,6 +166,7 @@ class Streamer:
         self.new_series: list[tuple[int, str, str, str, str]] = []
         self.free_ids: list[int] = []
         self.id_block = FIRST_ID_BLOCK
+        self.rooms: dict[int, np.ndarray[Any, Any]] = {}  # binary COPY rows, reused block after block
 
     def store(self, path: Path, encoding: str, feed_file_id: int) -> Streamed:
         raw = cast(psycopg.Connection[Any], self.connection.connection.driver_connection)
@@ -215,29 +216,41 @@ class Streamer:
         for index, texts in enumerate(series):
             found = self.series.get(texts)
             if found is None:
-                period_key = self.period_texts.full(periods[period_of_row[first_row[index]]])
-                found = self.series[texts] = self.find_series(self.series_texts.full(texts), period_key)
+                first_period = periods[period_of_row[first_row[index]]]
+                found = self.series[texts] = self.find_series(self.series_texts.full(texts), first_period)
             series_ids[index], group = found
             alike[index] = self.alike.setdefault(group.judged_alike, len(self.alike))
         starts, ends, labels = zip(*(self.judge_period(self.period_texts.full(texts)) for texts in periods),
                                    strict=True)
         values = self.row_values(cells["value"], alike[series_of_row], series, series_of_row)
         label_lengths = np.array([len(label) for label in labels])[period_of_row]
+        start_of_period, end_of_period = np.array(starts, np.int32), np.array(ends, np.int32)
         for length in np.unique(label_lengths):
             rows = np.flatnonzero(label_lengths == length)
-            packed = np.empty(len(rows), row_type(int(length)))
-            packed["fields"], packed["series_length"], packed["start_length"], packed["end_length"] = 6, 4, 4, 4
-            packed["label_length"], packed["value_length"], packed["feed_file_length"] = length, 8, 4
-            packed["series_id"] = series_ids[series_of_row[rows]]
-            packed["start"] = np.array(starts, np.int32)[period_of_row[rows]]
-            packed["end"] = np.array(ends, np.int32)[period_of_row[rows]]
-            packed["label"] = np.array(labels, f"S{length}")[period_of_row[rows]]
-            packed["value"] = values[rows]
-            packed["feed_file_id"] = feed_file_id
             # Key order: in file order each row lands far from the last in the primary key (a feed lists every
             # series of a practice month by month); in key order the server mostly appends, a third less work.
-            key = series_ids[series_of_row[rows]].astype(np.int64) << 32 | packed["start"].astype(np.int64) + 2**31
-            yield packed[np.argsort(key)]
+            key = (series_ids[series_of_row[rows]].astype(np.int64) << 32
+                   | start_of_period[period_of_row[rows]].astype(np.int64) + 2**31)
+            rows = rows[np.argsort(key, kind="stable")]  # stable: timsort, fast on a feed's ascending runs
+            row_series, row_period = series_of_row[rows], period_of_row[rows]
+            packed = self.packing(int(length), len(rows))
+            packed["series_id"] = series_ids[row_series]
+            packed["start"] = start_of_period[row_period]
+            packed["end"] = end_of_period[row_period]
+            packed["label"] = np.array(labels, f"S{length}")[row_period]
+            packed["value"] = values[rows]
+            packed["feed_file_id"] = feed_file_id
+            yield packed
+
+    def packing(self, label_length: int, rows: int) -> np.ndarray[Any, Any]:
+        """Room for this many binary COPY rows, the fields' counts and lengths filled in; valid until the next
+        block (the caller sends each block before asking for the next)."""
+        room = self.rooms.get(label_length)
+        if room is None or len(room) < rows:
+            room = self.rooms[label_length] = np.empty(rows, row_type(label_length))
+            room["fields"], room["series_length"], room["start_length"], room["end_length"] = 6, 4, 4, 4
+            room["label_length"], room["value_length"], room["feed_file_length"] = label_length, 8, 4
+        return room[:rows]
 
     def row_values(self, column: Cells, alike_of_row: np.ndarray[Any, Any], series: list[tuple[str, ...]],
                    series_of_row: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -266,7 +279,7 @@ class Streamer:
             judged = self.periods[texts] = ((start - DAY_ZERO).days, (end - DAY_ZERO).days, label.encode("ascii"))
         return judged
 
-    def find_series(self, texts: tuple[str, ...], period_key: tuple[str, ...]) -> tuple[int, Group]:
+    def find_series(self, texts: tuple[str, ...], first_period: tuple[str, ...]) -> tuple[int, Group]:
         """The series the (practice, vendor, KPI, unit, segment) texts name, found or made."""
         group_texts, segment_text = texts[:-1], texts[-1]
         group = self.groups.get(group_texts)
@@ -277,7 +290,7 @@ class Streamer:
         if segment is None:
             segment = self.segments[segment_text] = str(judge_segment(self.validator, self.layout,
                                                                       (segment_text,))[1])
-        stored = self.known_series(group, segment, period_key)
+        stored = self.known_series(group, segment, first_period)
         series_id = stored.get((group.kpi, segment))
         if series_id is None:
             series_id = self.next_id()
@@ -285,16 +298,17 @@ class Streamer:
             self.new_series.append((series_id, group.practice_id, group.vendor_id, group.kpi, segment))
         return series_id, group
 
-    def known_series(self, group: Group, segment: str, period_key: tuple[str, ...]) -> dict[tuple[str, str], int]:
-        """The stored series of the group's practice and vendor, read once. The first time, the row's own value
-        is looked for too: a re-delivery is found here, before its first row is sent."""
+    def known_series(self, group: Group, segment: str, first_period: tuple[str, ...]) -> dict[tuple[str, str], int]:
+        """The stored series of the group's practice and vendor, read once. The first time, the value of the
+        series' first row (its period as the file's period columns give it) is looked for too: a re-delivery is
+        found here, before its first row is sent."""
         owner = (group.practice_id, group.vendor_id)
         stored = self.known.get(owner)
         if stored is None:
             result = self.side.execute(text(SERIES_OF), {"practice": owner[0], "vendor": owner[1]})
             stored = self.known[owner] = {(kpi, segment): series_id for kpi, segment, series_id in result}
             if (group.kpi, segment) in stored:
-                self.probe(stored[(group.kpi, segment)], period_key)
+                self.probe(stored[(group.kpi, segment)], self.period_texts.full(first_period))
         return stored
 
     def probe(self, series_id: int, period_key: tuple[str, ...]) -> None:
@@ -335,11 +349,13 @@ class Cells:
 def distinct(columns: list[Cells], first_rows: bool = False) -> Any:
     """The distinct combinations of the columns' texts, in a block, as tuples; per row the index of its
     combination; and, if asked, the first row of each combination."""
-    combined = np.zeros(len(columns[0].codes), np.int64)
+    combined, span = np.zeros(len(columns[0].codes), np.int64), 1
     for column in columns:
-        # Kept dense after each column, so the product stays far below 2**63.
-        combined = combined * max(len(column.texts), 1) + column.codes
-        _, combined = np.unique(combined, return_inverse=True)
+        size = max(len(column.texts), 1)
+        if span * size >= 2**62:  # numbered densely again, so the product stays below 2**63
+            _, combined = np.unique(combined, return_inverse=True)
+            span = int(combined.max()) + 1
+        combined, span = combined * size + column.codes, span * size
     _, first, of_row = np.unique(combined, return_index=True, return_inverse=True)
     combinations = list(zip(*(np.asarray(column.texts, dtype=object)[column.codes[first]] for column in columns),
                             strict=True))
@@ -359,4 +375,4 @@ class Picker:
 
     def full(self, picked: tuple[str, ...]) -> tuple[str, ...]:
         """One text per name, '' for a column the file does not have (as a missing cell reads row by row)."""
-        return cast(tuple[str, ...], self.spread((*picked, "")))
+        return self.spread((*picked, ""))
