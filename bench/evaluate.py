@@ -233,8 +233,8 @@ def better_of(key: str) -> str:
 def observation_lines(count: int, every_vendor: bool) -> Iterator[str]:
     """COPY text lines for `observation_value`, month by month (as monthly feeds land), practice by practice."""
     plans = [plan_practice(index, every_vendor) for index in range(count)]
-    for month, (label, start, end) in enumerate(MONTHS):
-        period = f"\t{start.isoformat()}\t{end.isoformat()}\t{label}\t"
+    for month, (_label, start, end) in enumerate(MONTHS):
+        period = f"\t{start.isoformat()}\t{end.isoformat()}\t"
         for rng, series in plans:
             lines = []
             for s in series:
@@ -267,8 +267,11 @@ def load_observations(url: str, count: int, every_vendor: bool) -> dict[str, flo
             with cursor.copy("COPY series (id, practice_id, vendor_id, kpi, segment) FROM STDIN") as copy:
                 for index in range(count):
                     copy.write("".join(f"{s.series_id}\t{s.names}\n" for s in plan_practice(index, every_vendor)[1]))
-            with cursor.copy("COPY observation_value (series_id, period_start, period_end, period, value, "
-                             "feed_file_id) FROM STDIN") as copy:
+            with cursor.copy("COPY period_label (period_start, period_end, label) FROM STDIN") as copy:
+                for label, first, last in MONTHS:
+                    copy.write_row((first, last, label))
+            with cursor.copy("COPY observation_value (series_id, period_start, period_end, value, feed_file_id)"
+                             " FROM STDIN") as copy:
                 buffer: list[str] = []
                 for chunk in observation_lines(count, every_vendor):
                     buffer.append(chunk)

@@ -69,7 +69,7 @@ BARE_DDL = "CREATE TABLE bare (practice text, vendor text, kpi text, period text
 # observation_value, with its primary key (and, for contrast, without any index).
 NARROW_ROWS = (
     "COPY (SELECT dense_rank() OVER (ORDER BY practice, vendor, kpi, segment), start, (start + interval '1 month"
-    " - 1 day')::date, period, value, 0 FROM (SELECT *, to_date(period || '-01', 'YYYY-MM-DD') AS start"
+    " - 1 day')::date, value, 0 FROM (SELECT *, to_date(period || '-01', 'YYYY-MM-DD') AS start"
     " FROM bare) b ORDER BY 1, 2) TO STDOUT"
 )
 NARROW_DDL = "CREATE TABLE {name} (LIKE observation_value INCLUDING DEFAULTS{key})"

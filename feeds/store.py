@@ -26,9 +26,9 @@ from storage.models import FeedFile, UTCDateTime
 BATCH = 5000
 SERIES_MATCH = "r.practice_id = s.practice_id AND r.vendor_id = s.vendor_id AND r.kpi = s.kpi AND r.segment = s.segment"
 VALUE_MATCH = "o.series_id = r.id AND o.period_start = s.period_start AND o.period_end = s.period_end"
-VALUE_COLUMNS = "series_id, period_start, period_end, period, value, feed_file_id"
+VALUE_COLUMNS = "series_id, period_start, period_end, value, feed_file_id"
 # The staged rows as observation_value rows (the staging table `s` joined to its series `r`).
-SELECT_VALUES = (f"SELECT r.id, s.period_start, s.period_end, s.period, s.value, :feed"
+SELECT_VALUES = (f"SELECT r.id, s.period_start, s.period_end, s.value, :feed"
                  f" FROM feed_staging s JOIN series r ON {SERIES_MATCH}")
 STAGING_DDL = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS feed_staging (line INTEGER NOT NULL, practice_id VARCHAR(100) NOT NULL, "
@@ -133,6 +133,7 @@ def merge(connection: Connection, feed_file_id: int, now: dt.datetime) -> StoreC
     """Insert new keys, supersede changed values (keeping the old ones as revisions), leave equal ones alone."""
     at = stamped(now)
     add_series(connection)
+    add_period_labels(connection)
     total = connection.execute(text("SELECT count(*) FROM feed_staging")).scalar_one()
     inserted = connection.execute(text(
         f"SELECT count(*) FROM feed_staging s JOIN series r ON {SERIES_MATCH}"
@@ -151,7 +152,7 @@ def merge(connection: Connection, feed_file_id: int, now: dt.datetime) -> StoreC
     connection.execute(text(
         f"INSERT INTO observation_value ({VALUE_COLUMNS}) {SELECT_VALUES} WHERE true"
         " ON CONFLICT (series_id, period_start, period_end) DO UPDATE SET value = excluded.value,"
-        " period = excluded.period, feed_file_id = excluded.feed_file_id"
+        " feed_file_id = excluded.feed_file_id"
         " WHERE observation_value.value <> excluded.value"
     ), {"feed": feed_file_id})
     return StoreCounts(inserted=int(inserted), revised=int(revised), unchanged=int(total - inserted - revised))
@@ -164,6 +165,19 @@ def add_series(connection: Connection) -> None:
         " SELECT DISTINCT practice_id, vendor_id, kpi, segment FROM feed_staging s"
         f" WHERE NOT EXISTS (SELECT 1 FROM series r WHERE {SERIES_MATCH})"
         " ON CONFLICT (practice_id, vendor_id, kpi, segment) DO NOTHING"  # another file added it meanwhile
+    ))
+
+
+def add_period_labels(connection: Connection) -> None:
+    """A period_label row for each period staged that has none yet (a label follows from the period's days, so
+    one staged label is as good as another)."""
+    connection.execute(text(
+        "INSERT INTO period_label (period_start, period_end, label)"
+        " SELECT period_start, period_end, min(period) FROM feed_staging s"
+        " WHERE NOT EXISTS (SELECT 1 FROM period_label p"
+        "  WHERE p.period_start = s.period_start AND p.period_end = s.period_end)"
+        " GROUP BY period_start, period_end"
+        " ON CONFLICT (period_start, period_end) DO NOTHING"  # another file added it meanwhile
     ))
 
 

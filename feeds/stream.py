@@ -6,8 +6,9 @@ wrong width is an error there, and the file then goes row by row. Each block arr
 *distinct* text once (a feed repeats a few practice, KPI, period and segment names on every row). Only those
 distinct texts are judged in Python, by the functions the in-database check uses (feeds.bulk, which calls the
 row-by-row ones); numpy then spreads each verdict over the rows and packs them as PostgreSQL binary COPY rows
-(series id, period, value), sorted by the primary key, so the server parses nothing and mostly appends to the key.
-Python reads the next block while PostgreSQL inserts the last one on the other core.
+(series id, the period's days, value), sorted by the primary key, so the server parses nothing and mostly appends
+to the key. Python reads the next block while PostgreSQL inserts the last one on the other core. The labels of
+the periods named go to period_label at the end, a row per period.
 
 Only a first delivery is stored here: the primary key (series, period) refuses any value already stored, and the
 file is then handed to the paths that merge (`KeysStored`). Only a file proven clean is stored here: on any doubt
@@ -61,16 +62,18 @@ ARROW_ENCODINGS = {"utf-8-sig": "utf8", "cp1252": "cp1252"}
 # unused are only a gap in the sequence.
 FIRST_ID_BLOCK, LAST_ID_BLOCK = 64, 16384
 MAX_REMEMBERED_VALUES = 200_000  # (scale and bounds, value text) verdicts kept; past this the memo starts again
-VALUE_COPY = ("COPY observation_value (series_id, period_start, period_end, period, value, feed_file_id) FROM STDIN"
+VALUE_COPY = ("COPY observation_value (series_id, period_start, period_end, value, feed_file_id) FROM STDIN"
               " WITH (FORMAT binary)")
 # PostgreSQL's binary COPY: a signature, then per row the number of fields and each field as its length and bytes
 # (big-endian integers and float, dates as days since 2000-01-01), then -1. The fields' types are the columns'
-# (integer ids, dates, varchar, double precision); the server checks each length and refuses a row that does not
-# fit, and the file then goes row by row.
+# (integer ids, dates, double precision); the server checks each length and refuses a row that does not fit, and
+# the file then goes row by row.
 BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 BINARY_TRAILER = b"\xff\xff"
 DAY_ZERO = dt.date(2000, 1, 1)
 SERIES_COPY = "COPY series (id, practice_id, vendor_id, kpi, segment) FROM STDIN"
+ADD_PERIOD_LABEL = ("INSERT INTO period_label (period_start, period_end, label) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (period_start, period_end) DO NOTHING")  # another file added it meanwhile
 SERIES_OF = "SELECT kpi, segment, id FROM series WHERE practice_id = :practice AND vendor_id = :vendor"
 # One row, an array: a row per id costs more to fetch than the id costs to make.
 NEW_IDS = "SELECT array_agg(nextval(pg_get_serial_sequence('series', 'id'))) FROM generate_series(1, :count)"
@@ -78,14 +81,11 @@ STORED = ("SELECT 1 FROM observation_value WHERE series_id = :series AND period_
           " AND period_end = :end")
 
 
-def row_type(label_length: int) -> np.dtype[Any]:
-    """One binary COPY row of observation_value whose period label has this many bytes."""
-    return np.dtype([
-        ("fields", ">i2"), ("series_length", ">i4"), ("series_id", ">i4"),
-        ("start_length", ">i4"), ("start", ">i4"), ("end_length", ">i4"), ("end", ">i4"),
-        ("label_length", ">i4"), ("label", f"S{label_length}"),
-        ("value_length", ">i4"), ("value", ">f8"), ("feed_file_length", ">i4"), ("feed_file_id", ">i4"),
-    ])
+ROW = np.dtype([  # one binary COPY row of observation_value
+    ("fields", ">i2"), ("series_length", ">i4"), ("series_id", ">i4"),
+    ("start_length", ">i4"), ("start", ">i4"), ("end_length", ">i4"), ("end", ">i4"),
+    ("value_length", ">i4"), ("value", ">f8"), ("feed_file_length", ">i4"), ("feed_file_id", ">i4"),
+])
 
 
 class KeysStored(Exception):
@@ -158,15 +158,16 @@ class Streamer:
         self.groups: dict[tuple[str, ...], Group] = {}
         self.segments: dict[str, str] = {}
         self.series: dict[tuple[str, ...], tuple[int, Group]] = {}  # the series columns' texts -> id, group
-        self.periods: dict[tuple[str, ...], tuple[int, int, bytes]] = {}  # texts -> start, end (days), label
+        self.periods: dict[tuple[str, ...], tuple[int, int]] = {}  # texts -> first, last day (since 2000-01-01)
         self.period_dates: dict[tuple[str, ...], tuple[dt.date, dt.date]] = {}
+        self.labels: dict[tuple[dt.date, dt.date], str] = {}
         self.alike: dict[tuple[float, float, float | None, float | None], int] = {}
         self.values: dict[tuple[int, str], float] = {}  # (groups alike, value text) -> value
         self.known: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
         self.new_series: list[tuple[int, str, str, str, str]] = []
         self.free_ids: list[int] = []
         self.id_block = FIRST_ID_BLOCK
-        self.rooms: dict[int, np.ndarray[Any, Any]] = {}  # binary COPY rows, reused block after block
+        self.room = np.empty(0, ROW)  # binary COPY rows, reused block after block
 
     def store(self, path: Path, encoding: str, feed_file_id: int) -> Streamed:
         raw = cast(psycopg.Connection[Any], self.connection.connection.driver_connection)
@@ -180,6 +181,8 @@ class Streamer:
             copy.write(BINARY_TRAILER)
         if rows == 0:
             raise NotProven("no data rows")
+        with raw.cursor() as cursor:
+            cursor.executemany(ADD_PERIOD_LABEL, [(*dates, label) for dates, label in self.labels.items()])
         if self.new_series:
             with raw.cursor() as cursor, cursor.copy(SERIES_COPY) as copy:
                 for series in self.new_series:
@@ -203,7 +206,7 @@ class Streamer:
             reader.close()
 
     def copy_rows(self, block: pa.RecordBatch, feed_file_id: int) -> Iterator[np.ndarray[Any, Any]]:
-        """A block's rows as binary COPY rows sorted by series and period, one array per period label length."""
+        """A block's rows as binary COPY rows, sorted by series and period."""
         cells = {name: Cells(block.column(index)) for index, name in enumerate(self.layout.columns)}
         kept = ~np.logical_and.reduce([column.blank() for column in cells.values()])  # the row-by-row path skips
         if not kept.any():
@@ -220,37 +223,30 @@ class Streamer:
                 found = self.series[texts] = self.find_series(self.series_texts.full(texts), first_period)
             series_ids[index], group = found
             alike[index] = self.alike.setdefault(group.judged_alike, len(self.alike))
-        starts, ends, labels = zip(*(self.judge_period(self.period_texts.full(texts)) for texts in periods),
-                                   strict=True)
+        starts, ends = (np.array(days, np.int32) for days in zip(
+            *(self.judge_period(self.period_texts.full(texts)) for texts in periods), strict=True))
         values = self.row_values(cells["value"], alike[series_of_row], series, series_of_row)
-        label_lengths = np.array([len(label) for label in labels])[period_of_row]
-        start_of_period, end_of_period = np.array(starts, np.int32), np.array(ends, np.int32)
-        for length in np.unique(label_lengths):
-            rows = np.flatnonzero(label_lengths == length)
-            # Key order: in file order each row lands far from the last in the primary key (a feed lists every
-            # series of a practice month by month); in key order the server mostly appends, a third less work.
-            key = (series_ids[series_of_row[rows]].astype(np.int64) << 32
-                   | start_of_period[period_of_row[rows]].astype(np.int64) + 2**31)
-            rows = rows[np.argsort(key, kind="stable")]  # stable: timsort, fast on a feed's ascending runs
-            row_series, row_period = series_of_row[rows], period_of_row[rows]
-            packed = self.packing(int(length), len(rows))
-            packed["series_id"] = series_ids[row_series]
-            packed["start"] = start_of_period[row_period]
-            packed["end"] = end_of_period[row_period]
-            packed["label"] = np.array(labels, f"S{length}")[row_period]
-            packed["value"] = values[rows]
-            packed["feed_file_id"] = feed_file_id
-            yield packed
+        # Key order: in file order each row lands far from the last in the primary key (a feed lists every series
+        # of a practice month by month); in key order the server mostly appends, a third less work.
+        key = series_ids[series_of_row].astype(np.int64) << 32 | starts[period_of_row].astype(np.int64) + 2**31
+        rows = np.argsort(key, kind="stable")  # stable: timsort, fast on a feed's ascending runs
+        row_series, row_period = series_of_row[rows], period_of_row[rows]
+        packed = self.packing(len(rows))
+        packed["series_id"] = series_ids[row_series]
+        packed["start"] = starts[row_period]
+        packed["end"] = ends[row_period]
+        packed["value"] = values[rows]
+        packed["feed_file_id"] = feed_file_id
+        yield packed
 
-    def packing(self, label_length: int, rows: int) -> np.ndarray[Any, Any]:
+    def packing(self, rows: int) -> np.ndarray[Any, Any]:
         """Room for this many binary COPY rows, the fields' counts and lengths filled in; valid until the next
         block (the caller sends each block before asking for the next)."""
-        room = self.rooms.get(label_length)
-        if room is None or len(room) < rows:
-            room = self.rooms[label_length] = np.empty(rows, row_type(label_length))
-            room["fields"], room["series_length"], room["start_length"], room["end_length"] = 6, 4, 4, 4
-            room["label_length"], room["value_length"], room["feed_file_length"] = label_length, 8, 4
-        return room[:rows]
+        if len(self.room) < rows:
+            self.room = np.empty(rows, ROW)
+            self.room["fields"], self.room["series_length"], self.room["start_length"] = 5, 4, 4
+            self.room["end_length"], self.room["value_length"], self.room["feed_file_length"] = 4, 8, 4
+        return self.room[:rows]
 
     def row_values(self, column: Cells, alike_of_row: np.ndarray[Any, Any], series: list[tuple[str, ...]],
                    series_of_row: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -267,16 +263,16 @@ class Streamer:
             judged[index] = value
         return judged[pair_of_row]
 
-    def judge_period(self, texts: tuple[str, ...]) -> tuple[int, int, bytes]:
-        """A period's first and last day (as days since 2000-01-01) and label, remembered."""
+    def judge_period(self, texts: tuple[str, ...]) -> tuple[int, int]:
+        """A period's first and last day (as days since 2000-01-01), remembered, and its label noted."""
         judged = self.periods.get(texts)
         if judged is None:
             label, start, end = judge_period(self.validator, self.layout, texts)[len(texts):]
-            if not isinstance(label, str) or not label.isascii() or not isinstance(start, dt.date) \
-                    or not isinstance(end, dt.date):
-                raise NotProven("period label")  # a label is ASCII, so its bytes are the same in any encoding
+            if not isinstance(label, str) or not isinstance(start, dt.date) or not isinstance(end, dt.date):
+                raise NotProven("period")
             self.period_dates[texts] = (start, end)
-            judged = self.periods[texts] = ((start - DAY_ZERO).days, (end - DAY_ZERO).days, label.encode("ascii"))
+            self.labels[(start, end)] = label
+            judged = self.periods[texts] = ((start - DAY_ZERO).days, (end - DAY_ZERO).days)
         return judged
 
     def find_series(self, texts: tuple[str, ...], first_period: tuple[str, ...]) -> tuple[int, Group]:

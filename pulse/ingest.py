@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Date, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from config import Config, Practice
@@ -133,10 +133,13 @@ def move_observations(session: Session, practice_id: str, old: dt.date, new: dt.
     """A later export closes later: its values revise the same observations, now dated by the new closing day,
     and their revision history moves with them."""
     series = select(Series.id).where(Series.practice_id == practice_id, Series.vendor_id == STAFF_VENDOR_ID)
+    label_new_day = text("INSERT INTO period_label (period_start, period_end, label) VALUES (:day, :day, :label)"
+                         " ON CONFLICT (period_start, period_end) DO NOTHING")  # unless a value already has it
+    session.execute(label_new_day.bindparams(bindparam("day", type_=Date())), {"day": new, "label": new.isoformat()})
     session.execute(update(ObservationValue)
                     .where(ObservationValue.series_id.in_(series), ObservationValue.period_start == old,
                            ObservationValue.period_end == old)
-                    .values(period=new.isoformat(), period_start=new, period_end=new))
+                    .values(period_start=new, period_end=new))
     session.execute(update(ObservationRevision)
                     .where(ObservationRevision.series_id.in_(series), ObservationRevision.period_start == old,
                            ObservationRevision.period_end == old)

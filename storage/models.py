@@ -101,28 +101,40 @@ class ObservationValue(Base):
 
     __tablename__ = "observation_value"
     # The primary key is the idempotency key: a period is its first and last day (feeds.periods gives each span
-    # one label, so the label need not be in the key). No foreign keys (migrations 0007, 0008): checking one per
+    # one label, kept once in period_label). No foreign keys (migrations 0007, 0008): checking one per
     # row cost a million-row feed seconds, and the writers set series_id and feed_file_id from rows they insert
     # in the same transaction; neither series nor feed_file rows are ever deleted.
     series_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     period_start: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     period_end: Mapped[dt.date] = mapped_column(Date, primary_key=True)
-    period: Mapped[str] = mapped_column(String(32))
     value: Mapped[float] = mapped_column(Float)
     # The file that last set the value; when it was received is when the value last changed (the view's
     # updated_at), so no timestamp is written per row.
     feed_file_id: Mapped[int] = mapped_column()
 
 
-# The `observation` view (migration 0008): one row per stored value with its series' names, as every reader wants
+class PeriodLabel(Base):
+    """A period's label ("2026-03", "2026-W10", "2026-03-15", or "start..end"), which follows from its first and
+    last day (feeds.periods); kept once per period rather than on every value (migration 0009). Written with the
+    values that name it, never changed, never deleted."""
+
+    __tablename__ = "period_label"
+    period_start: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    period_end: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    label: Mapped[str] = mapped_column(String(32))
+
+
+# The `observation` view (migrations 0008, 0009): one row per stored value with its series' names, as every reader wants
 # it. Mapped read-only; on its own MetaData, because it is not a table for Alembic to create or compare. The
 # left join to feed_file costs a read nothing unless it selects updated_at: PostgreSQL drops an unused left join
 # to a primary key.
 VIEWS = MetaData()
 OBSERVATION_VIEW_SQL = (
-    "CREATE VIEW observation AS SELECT o.series_id, s.practice_id, s.vendor_id, s.kpi, o.period, o.period_start,"
-    " o.period_end, s.segment, o.value, o.feed_file_id, f.received_at AS updated_at"
-    " FROM observation_value o JOIN series s ON s.id = o.series_id LEFT JOIN feed_file f ON f.id = o.feed_file_id"
+    "CREATE VIEW observation AS SELECT o.series_id, s.practice_id, s.vendor_id, s.kpi, p.label AS period,"
+    " o.period_start, o.period_end, s.segment, o.value, o.feed_file_id, f.received_at AS updated_at"
+    " FROM observation_value o JOIN series s ON s.id = o.series_id"
+    " JOIN period_label p ON p.period_start = o.period_start AND p.period_end = o.period_end"
+    " LEFT JOIN feed_file f ON f.id = o.feed_file_id"
 )
 
 
