@@ -130,6 +130,32 @@ def test_a_file_read_in_many_small_blocks_stores_every_row_once(
     assert ("2023-03", dt.date(2023, 3, 1), dt.date(2023, 3, 31), "all", 41.0) in stored_here
 
 
+def test_a_file_naming_neither_practice_nor_vendor_with_start_and_end_columns_is_streamed(
+    config: Config, stream_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    """The practice and vendor come from the operator (or the inbox folder); the period from two date columns.
+    Each span gets the label feeds.periods gives it, stored once in period_label."""
+    data = (b"KPI,Period_Start,Period_End,Value\n"
+            b"days_in_ar,2022-01-01,2022-01-31,40\n"
+            b"days_in_ar,2022-01-03,2022-01-09,41\n"
+            b"days_in_ar,2022-01-01,2022-01-15,42\n"
+            b"denial_rate,2022-01-01,2022-01-31,7.5%\n")
+    path = tmp_path / "spans.csv"
+    path.write_bytes(data)
+    results = [ingest_path(path, config, today=TODAY, database_url=url, practice=PRACTICE, vendor=VENDOR,
+                           fast=fast) for url, fast in ((stream_url, STREAMED), (rows_url, ()))]
+
+    assert [(r.status, r.checked_in, r.rows) for r in results] == [("accepted", "streamed", 4),
+                                                                   ("accepted", "python", 4)]
+    assert stored(stream_url) == stored(rows_url)
+    spans = {(row[3], str(row[4]), str(row[5]), row[7]) for row in stored(stream_url)[0] if row[2] == "days_in_ar"
+             and row[4].year == 2022}
+    assert spans == {("2022-01", "2022-01-01", "2022-01-31", 40.0), ("2022-W01", "2022-01-03", "2022-01-09", 41.0),
+                     ("2022-01-01..2022-01-15", "2022-01-01", "2022-01-15", 42.0)}
+    assert scalar(stream_url, "SELECT count(*) FROM period_label WHERE period_start = '2022-01-01'"
+                              " AND period_end = '2022-01-31'") == 1, "one label per period, however many values"
+
+
 def test_a_first_delivery_is_streamed_and_a_correction_found_before_sending_is_merged(
     config: Config, stream_url: str, rows_url: str, tmp_path: Path
 ) -> None:
