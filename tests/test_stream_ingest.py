@@ -102,8 +102,8 @@ def test_quoted_cells_even_one_spanning_lines_are_read_as_the_csv_reader_reads_t
 def test_a_file_read_in_many_small_blocks_stores_every_row_once(
     config: Config, stream_url: str, rows_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Blocks of 300 bytes: series, periods (of three label lengths) and value texts recur across blocks, and a
-    quoted value cell holds a line break; every block is judged and sorted on its own."""
+    """Blocks of 300 bytes: series, periods (of three kinds) and value texts recur across blocks, a quoted value
+    cell holds a line break, two rows have only empty cells; every block is judged and sorted on its own."""
     monkeypatch.setattr(feeds.stream, "BLOCK_BYTES", 300)
     blocks: list[int] = []
     copy_rows = feeds.stream.Streamer.copy_rows
@@ -119,10 +119,13 @@ def test_a_file_read_in_many_small_blocks_stores_every_row_once(
                 (kpi, value, period, segment) for kpi, value in (("days_in_ar", "3"), ("denial_rate", "0.0"))
                 for period in periods for segment in ("all", "payer:Aetna", '"location:North, Suite 2"'))]
     rows.append('days_in_ar,2023-03,"41\n",all')
-    result = assert_same_outcome(feed(*rows), config, stream_url, rows_url, tmp_path)
+    lines = feed(*rows).splitlines(keepends=True)
+    data = b"".join([*lines[:5], b",,,,,\n", b" , ,,, ,\n", *lines[5:]])
+    result = assert_same_outcome(data, config, stream_url, rows_url, tmp_path)
 
-    assert (result.status, result.checked_in, result.rows) == ("accepted", "streamed", len(rows))
-    assert len(blocks) >= 4 and sum(blocks) == len(rows), blocks
+    assert (result.status, result.checked_in, result.rows) == ("accepted", "streamed", len(rows)), \
+        "rows of empty cells are skipped, as row by row, not a reason to leave the streamed path"
+    assert len(blocks) >= 4 and sum(blocks) == len(rows) + 2, blocks
     stored_here = {(row[3], row[4], row[5], row[6], row[7]) for row in stored(stream_url)[0]
                    if row[3] in (*periods, "2023-03")}
     assert len(stored_here) == len(rows)
