@@ -124,16 +124,18 @@ class PeriodLabel(Base):
     label: Mapped[str] = mapped_column(String(32))
 
 
-# The `observation` view (migrations 0008, 0009): one row per stored value with its series' names, as every reader wants
-# it. Mapped read-only; on its own MetaData, because it is not a table for Alembic to create or compare. The
-# left join to feed_file costs a read nothing unless it selects updated_at: PostgreSQL drops an unused left join
-# to a primary key.
+# The `observation` view (migrations 0008, 0009): one row per stored value with its series' names and its period's
+# label, as every reader wants it. Mapped read-only; on its own MetaData, because it is not a table for Alembic to
+# create or compare. The left join to feed_file costs a read nothing unless it selects updated_at: PostgreSQL
+# drops an unused left join to a primary key. The label's join is a left join too, so a value whose label row
+# were missing would still be read (as "start..end"), never silently left out.
 VIEWS = MetaData()
 OBSERVATION_VIEW_SQL = (
-    "CREATE VIEW observation AS SELECT o.series_id, s.practice_id, s.vendor_id, s.kpi, p.label AS period,"
+    "CREATE VIEW observation AS SELECT o.series_id, s.practice_id, s.vendor_id, s.kpi,"
+    " coalesce(p.label, CAST(o.period_start AS VARCHAR) || '..' || CAST(o.period_end AS VARCHAR)) AS period,"
     " o.period_start, o.period_end, s.segment, o.value, o.feed_file_id, f.received_at AS updated_at"
     " FROM observation_value o JOIN series s ON s.id = o.series_id"
-    " JOIN period_label p ON p.period_start = o.period_start AND p.period_end = o.period_end"
+    " LEFT JOIN period_label p ON p.period_start = o.period_start AND p.period_end = o.period_end"
     " LEFT JOIN feed_file f ON f.id = o.feed_file_id"
 )
 

@@ -176,3 +176,20 @@ def test_0008_moves_every_value_and_revision_to_the_series_layout_and_back(empty
     assert rows(url, view) == before
     assert rows(url, "SELECT o.kpi, o.period, r.old_value, r.new_value FROM observation_revision r"
                      " JOIN observation o ON o.id = r.observation_id") == [("denial_rate", "2026-03", 9.8, 10.4)]
+
+
+def test_a_value_whose_period_label_is_missing_is_still_read(empty_database_url: str) -> None:
+    """The view's join to period_label is a left join: a value is never left out of reads for want of a label."""
+    url = empty_database_url
+    upgrade(url)
+    with engine_for(url).begin() as connection:
+        connection.execute(text("INSERT INTO series (id, practice_id, vendor_id, kpi, segment)"
+                                " VALUES (1, 'oakridge-fm', 'acme-billing', 'days_in_ar', 'all')"))
+        connection.execute(text("INSERT INTO period_label (period_start, period_end, label)"
+                                " VALUES ('2026-03-01', '2026-03-31', '2026-03')"))
+        connection.execute(text("INSERT INTO observation_value (series_id, period_start, period_end, value,"
+                                " feed_file_id) VALUES (1, '2026-03-01', '2026-03-31', 41, 1),"
+                                " (1, '2026-04-01', '2026-04-30', 39.5, 1)"))
+
+    assert rows(url, "SELECT period, value FROM observation ORDER BY period_start") == [
+        ("2026-03", 41.0), ("2026-04-01..2026-04-30", 39.5)]

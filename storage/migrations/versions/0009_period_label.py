@@ -19,10 +19,11 @@ depends_on = None
 # keep the label through the `observation` view (the same SQL as storage.models.OBSERVATION_VIEW_SQL, copied here
 # so this migration never changes with the models).
 VIEW = (
-    "CREATE VIEW observation AS SELECT o.series_id, s.practice_id, s.vendor_id, s.kpi, p.label AS period,"
+    "CREATE VIEW observation AS SELECT o.series_id, s.practice_id, s.vendor_id, s.kpi,"
+    " coalesce(p.label, CAST(o.period_start AS VARCHAR) || '..' || CAST(o.period_end AS VARCHAR)) AS period,"
     " o.period_start, o.period_end, s.segment, o.value, o.feed_file_id, f.received_at AS updated_at"
     " FROM observation_value o JOIN series s ON s.id = o.series_id"
-    " JOIN period_label p ON p.period_start = o.period_start AND p.period_end = o.period_end"
+    " LEFT JOIN period_label p ON p.period_start = o.period_start AND p.period_end = o.period_end"
     " LEFT JOIN feed_file f ON f.id = o.feed_file_id"
 )
 VIEW_0008 = (
