@@ -159,7 +159,6 @@ class Streamer:
         self.segments: dict[str, str] = {}
         self.series: dict[tuple[str, ...], tuple[int, Group]] = {}  # the series columns' texts -> id, group
         self.periods: dict[tuple[str, ...], tuple[int, int]] = {}  # texts -> first, last day (since 2000-01-01)
-        self.period_dates: dict[tuple[str, ...], tuple[dt.date, dt.date]] = {}
         self.labels: dict[tuple[dt.date, dt.date], str] = {}
         self.alike: dict[tuple[float, float, float | None, float | None], int] = {}
         self.values: dict[tuple[int, str], float] = {}  # (groups alike, value text) -> value
@@ -175,9 +174,9 @@ class Streamer:
         with raw.cursor() as cursor, cursor.copy(VALUE_COPY) as copy:
             copy.write(BINARY_SIGNATURE)
             for block in self.blocks(path, encoding):
-                for packed in self.copy_rows(block, feed_file_id):
-                    copy.write(packed.tobytes())
-                    rows += len(packed)
+                packed = self.copy_rows(block, feed_file_id)
+                copy.write(packed.tobytes())
+                rows += len(packed)
             copy.write(BINARY_TRAILER)
         if rows == 0:
             raise NotProven("no data rows")
@@ -205,16 +204,15 @@ class Streamer:
         finally:
             reader.close()
 
-    def copy_rows(self, block: pa.RecordBatch, feed_file_id: int) -> Iterator[np.ndarray[Any, Any]]:
-        """A block's rows as binary COPY rows, sorted by series and period."""
-        cells = {name: Cells(block.column(index)) for index, name in enumerate(self.layout.columns)}
+    def copy_rows(self, block: pa.RecordBatch, feed_file_id: int) -> np.ndarray[Any, Any]:
+        """A block's rows as binary COPY rows, sorted by series and period (none for a block of blank rows)."""
+        cells = {name: Cells.of_column(block.column(index)) for index, name in enumerate(self.layout.columns)}
         kept = ~np.logical_and.reduce([column.blank() for column in cells.values()])  # the row-by-row path skips
         if not kept.any():
-            return
+            return self.packing(0)
         cells = {name: column.only(kept) for name, column in cells.items()}
-        periods, period_of_row = distinct([cells[name] for name in self.period_texts.present])
-        series, series_of_row, first_row = distinct([cells[name] for name in self.series_texts.present],
-                                                    first_rows=True)
+        periods, period_of_row, _ = distinct([cells[name] for name in self.period_texts.present])
+        series, series_of_row, first_row = distinct([cells[name] for name in self.series_texts.present])
         series_ids, alike = np.empty(len(series), np.int32), np.empty(len(series), np.int64)
         for index, texts in enumerate(series):
             found = self.series.get(texts)
@@ -237,7 +235,7 @@ class Streamer:
         packed["end"] = ends[row_period]
         packed["value"] = values[rows]
         packed["feed_file_id"] = feed_file_id
-        yield packed
+        return packed
 
     def packing(self, rows: int) -> np.ndarray[Any, Any]:
         """Room for this many binary COPY rows, the fields' counts and lengths filled in; valid until the next
@@ -251,7 +249,7 @@ class Streamer:
     def row_values(self, column: Cells, alike_of_row: np.ndarray[Any, Any], series: list[tuple[str, ...]],
                    series_of_row: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Each row's value, scaled: each distinct (groups alike, value text) judged once."""
-        pairs, pair_of_row, first_row = distinct([Cells.of_codes(alike_of_row), column], first_rows=True)
+        pairs, pair_of_row, first_row = distinct([Cells.of_codes(alike_of_row), column])
         if len(self.values) > MAX_REMEMBERED_VALUES:
             self.values.clear()
         judged = np.empty(len(pairs), np.float64)
@@ -270,7 +268,6 @@ class Streamer:
             label, start, end = judge_period(self.validator, self.layout, texts)[len(texts):]
             if not isinstance(label, str) or not isinstance(start, dt.date) or not isinstance(end, dt.date):
                 raise NotProven("period")
-            self.period_dates[texts] = (start, end)
             self.labels[(start, end)] = label
             judged = self.periods[texts] = ((start - DAY_ZERO).days, (end - DAY_ZERO).days)
         return judged
@@ -308,8 +305,7 @@ class Streamer:
         return stored
 
     def probe(self, series_id: int, period_key: tuple[str, ...]) -> None:
-        self.judge_period(period_key)
-        start, end = self.period_dates[period_key]
+        start, end = (DAY_ZERO + dt.timedelta(days=days) for days in self.judge_period(period_key))
         if self.side.execute(text(STORED), {"series": series_id, "start": start, "end": end}).first() is not None:
             raise KeysStored(f"series {series_id} has a value for {start}..{end}")
 
@@ -320,31 +316,34 @@ class Streamer:
         return self.free_ids.pop()
 
 
+@dataclass(frozen=True)
 class Cells:
     """One column of a block: its distinct texts, and per row the index of its text."""
 
-    def __init__(self, column: Any, texts: Sequence[Any] | None = None, codes: np.ndarray[Any, Any] | None = None):
-        if column is not None:
-            texts, codes = column.dictionary.to_pylist(), column.indices.to_numpy(zero_copy_only=False)
-        self.texts: Sequence[Any] = texts if texts is not None else []
-        self.codes: np.ndarray[Any, Any] = codes if codes is not None else np.empty(0, np.int32)
+    texts: Sequence[Any]
+    codes: np.ndarray[Any, Any]
+
+    @classmethod
+    def of_column(cls, column: Any) -> Cells:
+        """An Arrow dictionary column as the CSV reader gives it."""
+        return cls(column.dictionary.to_pylist(), column.indices.to_numpy(zero_copy_only=False))
 
     @classmethod
     def of_codes(cls, codes: np.ndarray[Any, Any]) -> Cells:
         """Numbers as a column: each row's number is its own text."""
-        return cls(None, range(int(codes.max()) + 1 if len(codes) else 0), codes)
+        return cls(range(int(codes.max()) + 1 if len(codes) else 0), codes)
 
     def blank(self) -> np.ndarray[Any, Any]:
         """Per row: is the cell empty or only spaces (what the row-by-row path calls blank)."""
         return np.array([not cell.strip() for cell in self.texts], bool)[self.codes]
 
     def only(self, rows: np.ndarray[Any, Any]) -> Cells:
-        return Cells(None, self.texts, self.codes[rows])
+        return Cells(self.texts, self.codes[rows])
 
 
-def distinct(columns: list[Cells], first_rows: bool = False) -> Any:
+def distinct(columns: list[Cells]) -> tuple[list[tuple[Any, ...]], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """The distinct combinations of the columns' texts, in a block, as tuples; per row the index of its
-    combination; and, if asked, the first row of each combination."""
+    combination; and the first row of each combination."""
     combined, span = np.zeros(len(columns[0].codes), np.int64), 1
     for column in columns:
         size = max(len(column.texts), 1)
@@ -355,7 +354,7 @@ def distinct(columns: list[Cells], first_rows: bool = False) -> Any:
     _, first, of_row = np.unique(combined, return_index=True, return_inverse=True)
     combinations = list(zip(*(np.asarray(column.texts, dtype=object)[column.codes[first]] for column in columns),
                             strict=True))
-    return (combinations, of_row, first) if first_rows else (combinations, of_row)
+    return combinations, of_row, first
 
 
 class Picker:

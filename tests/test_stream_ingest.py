@@ -108,7 +108,7 @@ def test_a_file_read_in_many_small_blocks_stores_every_row_once(
     blocks: list[int] = []
     copy_rows = feeds.stream.Streamer.copy_rows
 
-    def counted(self: feeds.stream.Streamer, block: Any, feed_file_id: int) -> Iterator[Any]:
+    def counted(self: feeds.stream.Streamer, block: Any, feed_file_id: int) -> Any:
         blocks.append(len(block))
         return copy_rows(self, block, feed_file_id)
 
