@@ -81,7 +81,7 @@ def beat_options(settings: Settings) -> dict[str, object]:
     if not (settings.broker_url or "").startswith(("redis://", "rediss://")):
         return {}
     return {
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "worker.beat.ResilientRedBeatScheduler",
         "redbeat_redis_url": settings.broker_url,
         "redbeat_redis_options": {},  # not the broker's transport options, which redbeat would borrow
         "redbeat_key_prefix": "vendorwatch:beat:",

@@ -138,7 +138,7 @@ def worker(
     from worker.app import app
 
     argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
-    app.worker_main([*argv, "--beat"] if beat else argv)
+    exit_with(lambda: app.start([*argv, "--beat"] if beat else argv))
 
 
 @cli.command()
@@ -146,7 +146,20 @@ def beat(loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INF
     """Run the beat scheduler. On Redis a second one waits as a hot standby (celery-redbeat lock)."""
     from worker.app import app
 
-    app.start(["beat", f"--loglevel={loglevel}"])
+    exit_with(lambda: app.start(["beat", f"--loglevel={loglevel}"]))
+
+
+def exit_with(run: Any) -> None:
+    """Pass Celery's exit code on, so a supervisor (systemd Restart=on-failure, compose restart: on-failure) sees a
+    worker or beat that gave up as failed, not as done."""
+    from worker.beat import BeatGaveUp
+
+    try:
+        code = run()
+    except BeatGaveUp as error:
+        err.print(f"beat: {error}; exiting")
+        raise typer.Exit(1) from error
+    raise typer.Exit(int(code or 0))
 
 
 @cli.command()

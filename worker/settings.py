@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     # How long a beat that stopped renewing its Redis lock (killed, host gone) keeps a standby beat waiting.
     beat_lock_seconds: int = Field(default=150, ge=5)
+    # How long a beat waits for an unreachable Redis before it exits non-zero (0: forever; a supervisor that
+    # restarts failed processes makes either choice safe).
+    beat_give_up_seconds: int = Field(default=0, ge=0)
 
     @property
     def inbox(self) -> Path:
