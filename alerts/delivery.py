@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import apprise
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.messages import Rendered, channel_family, render_alert, render_operator
@@ -29,7 +29,11 @@ from config import Channel, Config
 from storage.models import DeliveryAttempt, Notification, utcnow
 
 log = logging.getLogger(__name__)
+# Longer than the longest a delivery task may run (worker.app.TASK_TIME_LIMIT): a claim this old has lost its worker.
 STALE_CLAIM = dt.timedelta(minutes=15)
+# Passes over the targets a notification gets in all, across task chains and the 10-minute safety net; then it fails
+# and the operator hears of it.
+MAX_ROUNDS = 12
 
 PERMANENT_HTTP = frozenset({400, 401, 403, 404, 410})
 # Answers no retry can fix: Slack's error codes for a dead token, channel or webhook, and a URL Apprise cannot load.
@@ -107,21 +111,34 @@ def classify(reasons: list[str]) -> Failure:
     return Failure(permanent=permanent, status=status, reason="; ".join(reasons) or "no reason given")
 
 
-def claim(session: Session, notification_id: int, now: dt.datetime) -> bool:
-    """Take the notification for this worker; False if another worker holds it or it is finished."""
+def claimable(now: dt.datetime, token: str | None = None) -> ColumnElement[bool]:
+    """Pending, or claimed by a worker that is gone (stale), or claimed by `token` itself (the same task retrying
+    after it lost the database mid-delivery)."""
+    sending = Notification.status == "sending"
+    mine = sending & (Notification.claim_token == token) if token else sending & false()
+    return or_(Notification.status == "pending", sending & (Notification.claimed_at < now - STALE_CLAIM), mine)
+
+
+def claim(session: Session, notification_id: int, now: dt.datetime, token: str | None = None) -> bool:
+    """Take the notification for this worker and count the round; False if another worker holds it, it is
+    finished, or its rounds are used up."""
     result = session.execute(
         update(Notification)
-        .where(Notification.id == notification_id)
-        .where(
-            or_(
-                Notification.status == "pending",
-                (Notification.status == "sending") & (Notification.claimed_at < now - STALE_CLAIM),
-            )
-        )
-        .values(status="sending", claimed_at=now)
+        .where(Notification.id == notification_id, Notification.rounds < MAX_ROUNDS, claimable(now, token))
+        .values(status="sending", claimed_at=now, claim_token=token, rounds=Notification.rounds + 1)
     )
     session.commit()
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def undelivered(session: Session, now: dt.datetime) -> list[tuple[int, bool]]:
+    """Notifications that no live task is delivering: pending ones (their task was lost, say with a broker that
+    restarted empty) and stale claims (their worker died, or lost the database, mid-delivery); with whether their
+    rounds are used up."""
+    rows = session.execute(
+        select(Notification.id, Notification.rounds).where(claimable(now)).order_by(Notification.id)
+    ).all()
+    return [(notification_id, rounds >= MAX_ROUNDS) for notification_id, rounds in rows]
 
 
 def targets_for(config: Config, tags: list[str], exclude: Sequence[str] = ()) -> list[Channel]:
@@ -218,10 +235,11 @@ def deliver(
     *,
     dry_run_dir: Path | None = None,
     now: dt.datetime | None = None,
+    token: str | None = None,
 ) -> DeliveryReport:
     """One pass over the targets. The report's operator_notification_id, when set, is the caller's to deliver."""
     now = now or utcnow()
-    if not claim(session, notification_id, now):
+    if not claim(session, notification_id, now, token):
         return DeliveryReport(notification_id, claimed=False)
     notification = session.get_one(Notification, notification_id)
     done, rejected = previous_outcomes(session, notification_id)
@@ -301,12 +319,17 @@ def finish(session: Session, config: Config, notification: Notification, report:
     session.commit()
 
 
-def give_up(session: Session, config: Config, notification_id: int) -> int | None:
-    """After the last retry: mark it failed (only if still pending, so a rerun escalates nothing twice) and alert
-    the operator. Returns the operator notification's id for the caller to deliver."""
+def rounds_used_up(session: Session, notification_id: int) -> bool:
+    return (session.scalar(select(Notification.rounds).where(Notification.id == notification_id)) or 0) >= MAX_ROUNDS
+
+
+def give_up(session: Session, config: Config, notification_id: int, token: str | None = None) -> int | None:
+    """After the last round: mark it failed (only if still unfinished and nobody else holds it, so a rerun
+    escalates nothing twice) and alert the operator. Returns the operator notification's id for the caller to
+    deliver."""
     gave_up = session.execute(
         update(Notification)
-        .where(Notification.id == notification_id, Notification.status == "pending")
+        .where(Notification.id == notification_id, claimable(utcnow(), token))
         .values(status="failed", finished_at=utcnow())
     )
     if gave_up.rowcount != 1:  # type: ignore[attr-defined]

@@ -284,6 +284,18 @@ class Notification(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[dt.datetime | None] = mapped_column()
     finished_at: Mapped[dt.datetime | None] = mapped_column()
+    # Passes over the targets so far, across task chains: bounded by alerts.delivery.MAX_ROUNDS.
+    rounds: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The task holding the claim; its own retry takes the claim back without waiting for it to go stale.
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+
+
+class EvaluationRequest(Base):
+    """A practice whose data changed and whose evaluation is still owed (see tasks.ingest.request_evaluation)."""
+
+    __tablename__ = "evaluation_request"
+    practice_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class DeliveryAttempt(Base):
