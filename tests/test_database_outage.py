@@ -50,12 +50,12 @@ def notification_state(url: str) -> tuple[str, int, dict[str, int]]:
     try:
         with engine.connect() as connection:
             status, rounds = connection.execute(text("SELECT status, rounds FROM notification")).one()
-            sent = dict(connection.execute(text(
+            sent = {str(key): int(n) for key, n in connection.execute(text(
                 "SELECT channel_key, count(*) FROM delivery_attempt WHERE outcome = 'sent' GROUP BY channel_key"
-            )).all())
+            )).all()}
     finally:
         engine.dispose()
-    return str(status), int(rounds), {str(key): int(n) for key, n in sent.items()}
+    return str(status), int(rounds), sent
 
 
 def test_an_alert_in_delivery_when_postgresql_restarts_reaches_every_target_once(
