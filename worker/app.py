@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> Celery:
         task_soft_time_limit=TASK_TIME_LIMIT - 60,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits out a broker outage of any length
         task_serializer="json",
         accept_content=["json"],
         result_expires=86400,
@@ -112,6 +113,10 @@ def create_app(settings: Settings) -> Celery:
         task_default_queue="vendorwatch",
     )
     app.conf.update(beat_options(settings))
+    if (settings.broker_url or "").startswith(("redis://", "rediss://")):
+        from worker.broker import TRANSPORT
+
+        app.conf.broker_transport = TRANSPORT  # kombu's Redis transport, minus a crash on connection loss
     if settings.embedded_broker:
         # The filesystem transport has no fanout for remote control commands across machines; keep it local.
         app.conf.worker_enable_remote_control = False

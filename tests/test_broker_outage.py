@@ -1,0 +1,109 @@
+"""Redis goes away while the worker is busy: the worker stays up, and every file is stored once and every alert
+sent once after Redis returns.
+
+The crash seen before: a task running across the outage finished after the consumer had reconnected, and acking
+it on the old, closed channel raised AttributeError('NoneType' object has no attribute 'hostname') inside kombu,
+which Celery treats as unrecoverable: the worker exited (with status 0). To hold a task across the outage at will,
+the test keeps PostgreSQL's `alert` table locked, so the evaluation that follows an ingest waits on it.
+
+Real parts: a private `redis-server` (killed with SIGKILL and started again on the same port, with and without
+its append-only file), a real `vendorwatch worker`, the machine's PostgreSQL, the loopback Teams and SMTP servers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, create_engine, func, select, text
+
+from storage.db import session_scope
+from storage.models import FeedFile, Notification
+from tests.conftest import stack_env
+from tests.support.private_services import PrivateRedis, private_redis, wait_until
+from tests.support.smtp_capture import CapturingSMTPServer
+from tests.support.tls_capture import CapturingHTTPSServer
+from tests.test_end_to_end import drop_in_inbox, recent_months
+from tests.worker_process import Worker, started_worker, vendorwatch
+
+WAITING_ON_LOCK = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+@contextmanager
+def alert_table_locked(database_url: str) -> Iterator[Connection]:
+    engine = create_engine(database_url)
+    connection = engine.connect()
+    try:
+        connection.execute(text("LOCK TABLE alert IN ACCESS EXCLUSIVE MODE"))
+        yield connection
+    finally:
+        connection.rollback()
+        connection.close()
+        engine.dispose()
+
+
+def waiting_on_lock(database_url: str) -> bool:
+    """Asked on a connection of its own: inside the locking transaction, pg_stat_activity would stay a snapshot."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(WAITING_ON_LOCK).scalar_one()) >= 1
+    finally:
+        engine.dispose()
+
+
+def count(model: type, database_url: str) -> int:
+    with session_scope(database_url) as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def reconnections(worker: Worker) -> int:
+    return sum("consumer.connection: Connected to" in line for line in worker.log)
+
+
+def outage(server: PrivateRedis, worker: Worker, seconds: float) -> None:
+    """Kill Redis, keep it down, start it again and wait until the worker's consumer is back."""
+    connected = reconnections(worker)
+    server.kill()
+    time.sleep(seconds)
+    server.start()
+    try:
+        wait_until(lambda: reconnections(worker) > connected or worker.process.poll() is not None, 90,
+                   "the worker to reconnect")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{worker.tail()}") from None
+
+
+@pytest.mark.parametrize("appendonly", [False, True], ids=["no-persistence", "append-only-file"])
+def test_a_task_running_across_a_redis_restart_neither_kills_the_worker_nor_loses_its_alert(
+    appendonly: bool, tmp_path: Path, postgres_url: str, teams_server: CapturingHTTPSServer,
+    smtp_server: CapturingSMTPServer,
+) -> None:
+    month = recent_months(1)[0]
+    with private_redis(tmp_path / "redis", appendonly=appendonly) as server:
+        env = stack_env(tmp_path / "var", postgres_url, server.url, teams_server, smtp_server)
+        inbox = tmp_path / "var" / "inbox"
+        with started_worker(env) as worker:
+            with alert_table_locked(postgres_url):
+                drop_in_inbox(inbox, "breach.csv", f"kpi,period,value\ndenial_rate,{month},10.4\n")
+                vendorwatch("rerun", "ingest", env=env)
+                wait_until(lambda: waiting_on_lock(postgres_url), 60, "the evaluation to wait on the alert table")
+                outage(server, worker, seconds=5)
+            time.sleep(5)  # the evaluation, if still running, finishes and is acked now
+            assert worker.process.poll() is None, "the worker exited:\n" + worker.tail()
+
+            # What beat does every minute: scan the inbox, and evaluate what is still owed.
+            vendorwatch("rerun", "ingest", env=env)
+            teams_server.wait_for(1, timeout=60)
+            smtp_server.wait_for(1, timeout=60)
+            time.sleep(3)
+            assert worker.process.poll() is None, "the worker exited:\n" + worker.tail()
+
+    assert count(FeedFile, postgres_url) == 1
+    assert count(Notification, postgres_url) == 1
+    assert len(teams_server.requests) == 1 and len(smtp_server.messages) == 1
