@@ -14,9 +14,11 @@ from pathlib import Path
 THOUSANDS = re.compile(r"^[-+(]?\d{1,3}(,\d{3})+(\.\d*)?%?\)?$")
 SPACED_THOUSANDS = re.compile(r"^[-+(]?\d{1,3}( \d{3})+(\.\d*)?%?\)?$")
 SPACE = re.compile("[ \u00a0\u202f]")  # what locales put between thousands: a space, a no-break, a narrow one
+SPACES = re.compile(" +")
 # A number once its '$', '%', thousands separators and parentheses are gone: ASCII digits, a point, an exponent.
 # float() reads more ('4_1' as 41, full-width digits, 'nan', 'infinity'), none of which a vendor means.
-PLAIN_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", re.ASCII)
+# Each part can match only one way, so a long cell that is no number fails in linear time.
+PLAIN_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?", re.ASCII)
 
 
 CHUNK = 1 << 20
@@ -160,7 +162,9 @@ def parse_number(text: str) -> tuple[float, bool]:
     ValueError for anything else that is not a number."""
     if PLAIN_NUMBER.fullmatch(text):
         return finite(text), False
-    cleaned = without_spaces(text.strip().replace("$", ""))
+    cleaned = text.strip().replace("$", "")
+    if SPACE.search(cleaned):
+        cleaned = without_spaces(cleaned)
     if "," in cleaned and not THOUSANDS.match(cleaned):
         # '9,8' is a decimal comma, not 98: refuse to guess rather than store a value ten times too large.
         raise ValueError("commas may only separate thousands (1,234.5); write decimals with a point")
@@ -181,10 +185,15 @@ class AmbiguousNumber(ValueError):
 def without_spaces(text: str) -> str:
     """'1 234' is 1234 as some locales write it (with a space, a no-break or a narrow no-break space); '4 1' is no
     number anyone means. Spaces beside a sign, '$', '%' or a parenthesis just go."""
-    spaced = re.sub(r"(?<!\d) +| +(?!\d)", "", SPACE.sub(" ", text))
+    spaced = SPACES.sub(lambda run: run[0] if between_digits(run) else "", SPACE.sub(" ", text))
     if " " in spaced and not SPACED_THOUSANDS.match(spaced):
         raise AmbiguousNumber("a space between digits may only separate thousands (1 234.5)")
     return spaced.replace(" ", "")
+
+
+def between_digits(run: re.Match[str]) -> bool:
+    text, start, end = run.string, run.start(), run.end()
+    return start > 0 and end < len(text) and text[start - 1].isdigit() and text[end].isdigit()
 
 
 def why_not_a_number(cleaned: str) -> ValueError:
@@ -256,8 +265,8 @@ def keep_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
     if len(made) == len(pairs):
         return made
     marked = RepeatedKeys(made)
-    keys = [key for key, _ in pairs]
-    marked.repeated = next(key for index, key in enumerate(keys) if key in keys[:index])
+    seen: set[str] = set()
+    marked.repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
     return marked
 
 

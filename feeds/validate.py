@@ -111,15 +111,15 @@ def blank_header(index: int) -> Problem:
                    "a column without a header; name it, or delete it (a stray trailing delimiter makes one too)")
 
 
-def repeats(names: list[str]) -> list[tuple[int, int]]:
-    """(index, index of its first) for each non-empty name met before."""
+def fields_twice(fields: list[str]) -> dict[int, int]:
+    """Column index -> the earlier column that gives the same field (a row would keep one of the two cells)."""
     first: dict[str, int] = {}
-    found: list[tuple[int, int]] = []
-    for index, name in enumerate(names):
-        if name and name in first:
-            found.append((index, first[name]))
-        first.setdefault(name, index)
-    return found
+    twice: dict[int, int] = {}
+    for index, field in enumerate(fields):
+        if field and field in first:
+            twice[index] = first[field]
+        first.setdefault(field, index)
+    return twice
 
 
 def given_twice(table: Table, index: int, first: int, field: str) -> Problem:
@@ -133,7 +133,8 @@ def given_twice(table: Table, index: int, first: int, field: str) -> Problem:
 def check_long_columns(table: Table, origin: FeedOrigin) -> list[Problem]:
     """Every problem of a long CSV's header; the fast paths ask this too, and read a file only if it finds none."""
     problems = phi_problems(table.columns, LONG_COLUMNS)
-    problems += [given_twice(table, index, first, table.columns[index]) for index, first in repeats(table.columns)]
+    twice = fields_twice(table.columns)
+    problems += [given_twice(table, index, first, table.columns[index]) for index, first in twice.items()]
     flagged = {p.column for p in problems}
     expected = "practice, vendor, kpi, period, value, segment, unit"
     for index, column in enumerate(table.columns):
@@ -167,7 +168,7 @@ def wide_mapping(table: Table, config: Config, origin: FeedOrigin) -> tuple[dict
     problems = phi_problems(table.columns, set(declared))
     flagged = {p.column for p in problems}
     targets = [declared.get(column, column) for column in table.columns]
-    twice = {index: first for index, first in repeats(targets)}  # the same header, or two mapped to one field
+    twice = fields_twice(targets)  # the same header twice, or two headers mapped to one field
     for index, column in enumerate(table.columns):
         target = targets[index]
         if column in flagged:
@@ -328,6 +329,9 @@ def judge_period(period: str, start: str, end: str, *, today: dt.date) -> Period
         parsed = parse_period(period) if period else span_period(start, end or start)
     except (ValueError, KeyError) as exc:
         return str(exc) or "unparseable period"
+    if period and (start or end) and not span_agrees(parsed, start, end):
+        # A file may have both kinds of column, each row filling one; a row filling both must mean one period.
+        return "period and period_start/period_end name different periods; give one"
     if parsed.start > today:
         return "period is in the future"
     if parsed.start < EARLIEST_PERIOD:
@@ -335,6 +339,16 @@ def judge_period(period: str, start: str, end: str, *, today: dt.date) -> Period
     if (parsed.end - parsed.start).days >= LONGEST_PERIOD_DAYS:
         return "period longer than a year; a feed reports months, weeks or days"
     return parsed
+
+
+def span_agrees(period: Period, start: str, end: str) -> bool:
+    """Do the period_start and period_end given (either may be empty) fall on the period's first and last day?"""
+    try:
+        given = [(dt.date.fromisoformat(text.strip()), day) for text, day in ((start, period.start), (end, period.end))
+                 if text]
+    except ValueError:
+        return False
+    return all(date == day for date, day in given)
 
 
 def check_segment(row_number: int, row: dict[str, str], problems: list[Problem]) -> str:

@@ -105,6 +105,16 @@ def span_case(start: str, end: str, reason: str) -> Case:
                 "period_start", reason)
 
 
+def both_periods_case() -> Case:
+    """A file may carry both kinds of period column, each row filling one; row 3 fills both, and they differ."""
+    month, other = next(_periods), next(_periods)
+    body = (f"practice,vendor,kpi,period,period_start,period_end,value\n"
+            f"{PRACTICE},{VENDOR},denial_rate,,{month}-01,{month}-28,5.5%\n"
+            f"{PRACTICE},{VENDOR},days_in_ar,{month},{{}},41\n")
+    return Case(body.format(f"{other}-01,{other}-28").encode(), body.format(",").encode(), 3, "period",
+                "different periods")
+
+
 def header_case(header: str) -> Case:
     """Two columns that read as one name: the row holds 41 and 99, and the file must not say which is meant."""
     period = next(_periods)
@@ -130,6 +140,7 @@ CASES = {
     "a million days in A/R": value_case("1000000", "41", "more than"),
     "1900-01": period_case("1900-01", "before 2000"),
     "a week of 1999": period_case("1999-W52", "before 2000"),
+    "a month and another month's days": both_periods_case(),
     "1026 to 2026": span_case("1026-01-01", "2026-01-01", "before 2000"),
     "2001 to 2026": span_case("2001-01-01", "2026-01-01", "longer than a year"),
 }
@@ -180,7 +191,8 @@ def test_numbers_as_people_write_them_are_still_read_on_every_path(
 @pytest.mark.parametrize(("period_columns", "cells"), [
     ("period", "2000-01"),
     ("period_start,period_end", "2024-01-01,2024-12-31"),  # a leap year: 366 days is still a year
-], ids=["the first month of 2000", "a whole leap year"])
+    ("period,period_start,period_end", "2025-02,2025-02-01,2025-02-28"),
+], ids=["the first month of 2000", "a whole leap year", "a month and its own days"])
 def test_periods_at_the_edge_of_the_window_are_accepted(period_columns: str, cells: str, config: Config,
                                                         databases: dict[str, str], tmp_path: Path) -> None:
     data = f"practice,vendor,kpi,{period_columns},value\n{PRACTICE},{VENDOR},days_in_ar,{cells},41\n".encode()
@@ -255,7 +267,7 @@ def test_a_json_feed_giving_a_key_twice_is_rejected(
 
 
 @pytest.mark.parametrize("text", ["4_1", "1_000", "nan", "-NaN", "inf", "+inf", "Infinity", "\uff14\uff11",
-                                  "\u0664\u0661", "4 1", "41 0", "1e400", "0x29", "4 1%", "$4_1"])
+                                  "\u0664\u0661", "4 1", "41 0", "1   1", "1  234", "1e400", "0x29", "4 1%", "$4_1"])
 def test_read_number_refuses_what_only_float_would_read(text: str) -> None:
     assert isinstance(read_number(text), str)
 
