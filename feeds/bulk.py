@@ -89,7 +89,7 @@ def long_layout(path: Path, fp: Fingerprint, origin: FeedOrigin) -> LongLayout |
     delimiter = sniff_delimiter(first_line)
     columns = [normalise_header(name) for name in first_line.removeprefix("\ufeff").split(delimiter)]
     table = Table(columns=columns, rows=[])
-    if len(set(columns)) != len(columns) or is_wide(table) or check_long_columns(table, origin):
+    if is_wide(table) or check_long_columns(table, origin):  # a column twice is one of its problems
         return None
     return LongLayout(tuple(columns), delimiter, encoding)
 
@@ -207,7 +207,7 @@ def judge_group(validator: RowValidator, layout: LongLayout, texts: tuple[str, .
     unit = value_unit(row, validator.vendor_unit(practice, vendor_id))
     if unit is INVALID_UNIT:
         raise NotProven("unit")
-    low, high, _ = value_bounds(kpi[1], signed=kpi[0] in SIGNED_KPIS)
+    low, high = value_bounds(kpi[1], signed=kpi[0] in SIGNED_KPIS)
     return (*texts, practice.id, vendor_id, kpi[0], unit_scale(kpi[1], unit, False), unit_scale(kpi[1], unit, True),
             low, high)
 

@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 THOUSANDS = re.compile(r"^[-+(]?\d{1,3}(,\d{3})+(\.\d*)?%?\)?$")
+SPACED_THOUSANDS = re.compile(r"^[-+(]?\d{1,3}( \d{3})+(\.\d*)?%?\)?$")
+SPACE = re.compile("[ \u00a0\u202f]")  # what locales put between thousands: a space, a no-break, a narrow one
+SPACES = re.compile(" +")
+# A number once its '$', '%', thousands separators and parentheses are gone: ASCII digits, a point, an exponent.
+# float() reads more ('4_1' as 41, full-width digits, 'nan', 'infinity'), none of which a vendor means.
+# Each part can match only one way, so a long cell that is no number fails in linear time.
+PLAIN_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?", re.ASCII)
 
 
 CHUNK = 1 << 20
@@ -149,8 +156,15 @@ def numbered_rows(reader: Iterator[list[str]], columns: list[str]) -> Iterator[t
 
 
 def parse_number(text: str) -> tuple[float, bool]:
-    """A number as vendors write it: '9.8', '9.8%', '$1,234.50', ' 1 234 '. Returns (value, had_percent_sign)."""
-    cleaned = text.strip().replace("$", "").replace(" ", "").replace("\u00a0", "")
+    """A number as vendors write it: '9.8', '9.8%', '$1,234.50', ' 1 234 '. Returns (value, had_percent_sign).
+
+    Raises AmbiguousNumber for what float() would read but no person means (4_1, full-width digits, '4 1'), and
+    ValueError for anything else that is not a number."""
+    if PLAIN_NUMBER.fullmatch(text):
+        return finite(text), False
+    cleaned = text.strip().replace("$", "")
+    if SPACE.search(cleaned):
+        cleaned = without_spaces(cleaned)
     if "," in cleaned and not THOUSANDS.match(cleaned):
         # '9,8' is a decimal comma, not 98: refuse to guess rather than store a value ten times too large.
         raise ValueError("commas may only separate thousands (1,234.5); write decimals with a point")
@@ -159,10 +173,42 @@ def parse_number(text: str) -> tuple[float, bool]:
     cleaned = cleaned.removesuffix("%")
     if cleaned.startswith("(") and cleaned.endswith(")"):
         cleaned = "-" + cleaned[1:-1]
-    value = float(cleaned)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError("not a finite number")
-    return value, has_percent
+    if not PLAIN_NUMBER.fullmatch(cleaned):
+        raise why_not_a_number(cleaned)
+    return finite(cleaned), has_percent
+
+
+class AmbiguousNumber(ValueError):
+    """A text Python's float() reads as a number, but not one a person means: the reason says why."""
+
+
+def without_spaces(text: str) -> str:
+    """'1 234' is 1234 as some locales write it (with a space, a no-break or a narrow no-break space); '4 1' is no
+    number anyone means. Spaces beside a sign, '$', '%' or a parenthesis just go."""
+    spaced = SPACES.sub(lambda run: run[0] if between_digits(run) else "", SPACE.sub(" ", text))
+    if " " in spaced and not SPACED_THOUSANDS.match(spaced):
+        raise AmbiguousNumber("a space between digits may only separate thousands (1 234.5)")
+    return spaced.replace(" ", "")
+
+
+def between_digits(run: re.Match[str]) -> bool:
+    text, start, end = run.string, run.start(), run.end()
+    return start > 0 and end < len(text) and text[start - 1].isdigit() and text[end].isdigit()
+
+
+def why_not_a_number(cleaned: str) -> ValueError:
+    if "_" in cleaned:
+        return AmbiguousNumber("an underscore is no digit separator here")
+    if any(character.isdigit() and not character.isascii() for character in cleaned):
+        return AmbiguousNumber("write the digits 0-9")
+    return ValueError("not a plain number")  # words, 'nan', 'inf', '9.8.1': nothing to explain beyond that
+
+
+def finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise AmbiguousNumber("too large to store")
+    return value
 
 
 JSON_FIELDS = {"kpi", "period", "period_start", "period_end", "value", "segment", "unit"}
@@ -176,7 +222,7 @@ def json_table(data: bytes) -> Table:
     import json
 
     try:
-        document = json.loads(decode(data))
+        document = json.loads(decode(data), object_pairs_hook=keep_repeats)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.lineno}||not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
     except RecursionError as exc:
@@ -185,6 +231,7 @@ def json_table(data: bytes) -> Table:
         raise ValueError("1||not valid JSON: a number has too many digits") from exc
     if not isinstance(document, dict) or not isinstance(document.get("observations"), list):
         raise ValueError('1|observations|a JSON feed is an object with an "observations" list')
+    check_document_keys(document)
     shared = {key: str(document[key]).strip() for key in ("practice", "vendor") if document.get(key) is not None}
     columns = ["practice", "vendor", *sorted(JSON_FIELDS)]
     return Table(columns=columns, rows=json_rows(document["observations"], shared), headers=columns)
@@ -201,4 +248,59 @@ def json_rows(entries: list[object], shared: dict[str, str]) -> Iterator[tuple[i
             row["__extra__"] = f"unknown field(s) {', '.join(unknown)}"
             for key in unknown:
                 row.pop(key, None)
+        if (repeated := repeated_key(entry)) is not None:
+            row["__repeated__"] = repeated
         yield number, row
+
+
+class RepeatedKeys(dict[str, object]):
+    """A JSON object that gives a key more than once: json keeps the last one without a word."""
+
+    repeated = ""  # the first key given twice
+
+
+def keep_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """json's object_pairs_hook: the object as json makes it, marked if it gave a key twice."""
+    made = dict(pairs)
+    if len(made) == len(pairs):
+        return made
+    marked = RepeatedKeys(made)
+    seen: set[str] = set()
+    marked.repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+    return marked
+
+
+def repeated_key(node: object) -> str | None:
+    """Of an object: its key given twice, else its key whose value gives a key twice at any depth; None if none."""
+    if isinstance(node, RepeatedKeys):
+        return node.repeated
+    if isinstance(node, dict):
+        return next((str(key) for key, value in node.items() if gives_a_key_twice(value)), None)
+    return None
+
+
+def gives_a_key_twice(value: object) -> bool:
+    """Walked with a stack, not recursion: json reads documents nested deeper than Python's own stack allows."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, RepeatedKeys):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def check_document_keys(document: dict[str, object]) -> None:
+    """A key given twice outside the observations (whose entries are rows, each judged on its own)."""
+    if isinstance(document, RepeatedKeys):
+        raise ValueError(f"1|{as_column(document.repeated)}|given twice in the document: which one is meant is"
+                         " ambiguous")
+    if (inside := repeated_key({k: v for k, v in document.items() if k != "observations"})) is not None:
+        raise ValueError(f"1|{as_column(inside)}|a key given twice inside this one: which one is meant is ambiguous")
+
+
+def as_column(key: str) -> str:
+    return key.replace("|", "/")  # '|' would split the reason json_table raises

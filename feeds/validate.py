@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from difflib import get_close_matches
 
 from config import Config, Kpi, Practice
-from feeds.parse import Table, UnreadableRow, normalise_header, parse_number
+from feeds.parse import AmbiguousNumber, Table, UnreadableRow, normalise_header, parse_number
 from feeds.periods import Period, parse_period, span_period
 
 LONG_COLUMNS = {"practice", "vendor", "kpi", "period", "period_start", "period_end", "value", "segment", "unit"}
@@ -27,9 +27,16 @@ PHI_COLUMN = re.compile(
 SEGMENT = re.compile(r"^(all|(payer|location|provider):\S.*)$")
 SEGMENT_MAX_LENGTH = 200  # observation.segment is VARCHAR(200)
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL text holds no NUL; UTF-8 no lone surrogate
-NON_NEGATIVE_UNITS = {"days", "hours", "USD", "rate", "score"}
+# The most a value of each unit may be: beyond any real practice (a trillion dollars, a century of days), so only a
+# slip stops here (a value in the wrong unit, a lost decimal point, 1e308); thresholds judge what is merely bad.
+# Values are never negative, except a signed KPI's, which may go as far below zero.
+LARGEST = {"%": 100.0, "USD": 1e12, "days": 36_500.0, "hours": 876_000.0, "rate": 1e6, "score": 1e6}
 SIGNED_KPIS = {"enps"}  # % promoters - % detractors: -100 to 100
 MAX_LISTED_PROBLEMS = 1000
+# The window a period must fall in (besides not starting in the future): '1900-01' is a typo or a spreadsheet's
+# empty date, and a span of years is no reporting period. Every path asks judge_period.
+EARLIEST_PERIOD = dt.date(2000, 1, 1)
+LONGEST_PERIOD_DAYS = 366  # a leap year, first day to last
 
 
 @dataclass(frozen=True)
@@ -104,8 +111,30 @@ def blank_header(index: int) -> Problem:
                    "a column without a header; name it, or delete it (a stray trailing delimiter makes one too)")
 
 
+def fields_twice(fields: list[str]) -> dict[int, int]:
+    """Column index -> the earlier column that gives the same field (a row would keep one of the two cells)."""
+    first: dict[str, int] = {}
+    twice: dict[int, int] = {}
+    for index, field in enumerate(fields):
+        if field and field in first:
+            twice[index] = first[field]
+        first.setdefault(field, index)
+    return twice
+
+
+def given_twice(table: Table, index: int, first: int, field: str) -> Problem:
+    """Two columns for one field: a row would keep one of its two cells without a word (41 and 99: 99 stored)."""
+    headers = table.headers or table.columns
+    where = f"columns {spreadsheet_column(first)} and {spreadsheet_column(index)}"
+    return Problem(1, table.columns[index], headers[index],
+                   f"{field} given twice ({where}): which one is meant is ambiguous; keep one")
+
+
 def check_long_columns(table: Table, origin: FeedOrigin) -> list[Problem]:
+    """Every problem of a long CSV's header; the fast paths ask this too, and read a file only if it finds none."""
     problems = phi_problems(table.columns, LONG_COLUMNS)
+    twice = fields_twice(table.columns)
+    problems += [given_twice(table, index, first, table.columns[index]) for index, first in twice.items()]
     flagged = {p.column for p in problems}
     expected = "practice, vendor, kpi, period, value, segment, unit"
     for index, column in enumerate(table.columns):
@@ -138,14 +167,17 @@ def wide_mapping(table: Table, config: Config, origin: FeedOrigin) -> tuple[dict
     mapping: dict[str, str] = {}
     problems = phi_problems(table.columns, set(declared))
     flagged = {p.column for p in problems}
+    targets = [declared.get(column, column) for column in table.columns]
+    twice = fields_twice(targets)  # the same header twice, or two headers mapped to one field
     for index, column in enumerate(table.columns):
-        target = declared.get(column, column)
+        target = targets[index]
         if column in flagged:
             continue
         if not column:
             problems.append(blank_header(index))
-            continue
-        if target in ROW_COLUMNS or target in config.catalog.kpis:
+        elif index in twice:
+            problems.append(given_twice(table, index, twice[index], target))
+        elif target in ROW_COLUMNS or target in config.catalog.kpis:
             mapping[column] = target
         else:
             hint = suggest(column, [*config.catalog.kpis, *declared])
@@ -196,6 +228,9 @@ class RowValidator:
         problems: list[Problem] = []
         if "__extra__" in row:
             problems.append(Problem(row_number, None, row["__extra__"], "more cells than header columns"))
+        if "__repeated__" in row:  # JSON: an observation gave a key twice (feeds.parse.json_rows)
+            problems.append(Problem(row_number, row["__repeated__"], None,
+                                    "a key given twice here: which one is meant is ambiguous; give it once"))
         practice, vendor_id = self.check_practice_and_vendor(row_number, row, problems)
         kpi = self.check_kpi(row_number, row, problems)
         period = self.check_period(row_number, row, problems)
@@ -294,9 +329,26 @@ def judge_period(period: str, start: str, end: str, *, today: dt.date) -> Period
         parsed = parse_period(period) if period else span_period(start, end or start)
     except (ValueError, KeyError) as exc:
         return str(exc) or "unparseable period"
+    if period and (start or end) and not span_agrees(parsed, start, end):
+        # A file may have both kinds of column, each row filling one; a row filling both must mean one period.
+        return "period and period_start/period_end name different periods; give one"
     if parsed.start > today:
         return "period is in the future"
+    if parsed.start < EARLIEST_PERIOD:
+        return f"period starts before {EARLIEST_PERIOD.year}: no feed reaches back that far (a typo?)"
+    if (parsed.end - parsed.start).days >= LONGEST_PERIOD_DAYS:
+        return "period longer than a year; a feed reports months, weeks or days"
     return parsed
+
+
+def span_agrees(period: Period, start: str, end: str) -> bool:
+    """Do the period_start and period_end given (either may be empty) fall on the period's first and last day?"""
+    try:
+        given = [(dt.date.fromisoformat(text.strip()), day) for text, day in ((start, period.start), (end, period.end))
+                 if text]
+    except ValueError:
+        return False
+    return all(date == day for date, day in given)
 
 
 def check_segment(row_number: int, row: dict[str, str], problems: list[Problem]) -> str:
@@ -335,19 +387,15 @@ def check_value(row_number: int, row: dict[str, str], kpi: Kpi | None, vendor_un
 
 
 def read_number(text: str) -> tuple[float, bool] | str:
-    """(value, had a % sign), or why the text is not a value."""
+    """(value, had a % sign), or why the text is not a value. Every path judges value texts here."""
     if text == "":
         return "missing value (a missing value is never read as zero)"
     try:
-        value, had_percent_sign = float(text), False
+        return parse_number(text)
+    except AmbiguousNumber as exc:
+        return f"not a number: {exc}"
     except ValueError:
-        try:
-            value, had_percent_sign = parse_number(text)
-        except ValueError:
-            return "not a number"
-    if value != value or value in (float("inf"), float("-inf")):
         return "not a number"
-    return value, had_percent_sign
 
 
 INVALID_UNIT = "invalid"
@@ -364,19 +412,27 @@ def unit_scale(kpi: Kpi, unit: str | None, had_percent_sign: bool) -> float:
     return 100.0 if kpi.unit == "%" and unit == "ratio" and not had_percent_sign else 1.0
 
 
-def value_bounds(kpi: Kpi, signed: bool = False) -> tuple[float | None, float | None, str]:
-    """(lowest, highest, the problem outside them) a stored value of this KPI may take; None: unbounded."""
+def value_bounds(kpi: Kpi, signed: bool = False) -> tuple[float, float]:
+    """(lowest, highest) a stored value of this KPI may take; every path checks values against these."""
+    high = LARGEST[kpi.unit]
+    return (-high if signed and kpi.unit != "%" else 0.0), high
+
+
+def bounds_problem(kpi: Kpi, value: float, signed: bool = False) -> str | None:
+    low, high = value_bounds(kpi, signed)
+    if low <= value <= high:
+        return None
     if kpi.unit == "%":
-        return 0.0, 100.0, "percent outside 0-100"
-    if kpi.unit in NON_NEGATIVE_UNITS and not signed:
-        return 0.0, None, f"negative {kpi.unit}"
-    return None, None, ""
+        return "percent outside 0-100"
+    if value < 0 and low == 0:
+        return f"negative {kpi.unit}"
+    beyond = f"more than {high:,.0f}" if value > high else f"less than {low:,.0f}"
+    return f"{beyond} {kpi.unit}: beyond any real practice; check the unit and the decimal point"
 
 
 def check_range(row_number: int, text: str, value: float, kpi: Kpi, problems: list[Problem],
                 signed: bool = False) -> float | None:
-    low, high, message = value_bounds(kpi, signed)
-    if (low is not None and value < low) or (high is not None and value > high):
+    if (message := bounds_problem(kpi, value, signed)) is not None:
         problems.append(Problem(row_number, "value", text, message))
         return None
     return value

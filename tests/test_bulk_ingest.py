@@ -121,8 +121,8 @@ VALUES = ["41", "41.5", " 41 ", "5.5%", "0", "100", "7", "12.345678901234567", "
 RATIOS = ["0.055", "0.5", "1", "0", ".25"]
 UNITS = ["", "percent", "%", "ratio", "Ratio"]
 DAMAGED = {"practice": ["oakridge", ""], "vendor": ["acme"], "kpi": ["denials", ""], "unit": ["bogus"],
-           "period": ["2027-01", "2026-13", "", "March"], "segment": ["bad", "payer:"],
-           "value": ["", "abc", "9,8", "(12)", "-3", "nan", "101", "1,234"]}
+           "period": ["2027-01", "2026-13", "", "March", "1999-12"], "segment": ["bad", "payer:"],
+           "value": ["", "abc", "9,8", "(12)", "-3", "nan", "101", "1,234", "4_1", "4 1", "1e308"]}
 
 
 @st.composite
