@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import responses
 import yaml
+from apprise.plugins.slack import NotifySlack
 from sqlalchemy import select
 
 import config as config_package
@@ -396,3 +397,38 @@ def test_a_hostile_digest_in_chromium_has_no_injected_element(
     title = re.search(r"<title>(.*?)</title>", result.stdout, re.S)
     assert title and html.unescape(title.group(1)).startswith("Action needed"), "a script rewrote the title"
     assert " ".join(names.vendor.split()) in seen, "the vendor's name is not shown as written"
+
+
+# A template line nobody has written yet --------------------------------------------------------------------------
+
+def as_slack_receives(markdown: str) -> str:
+    """Apprise's own step from the Markdown we hand it to the mrkdwn Slack is sent (as delivery does)."""
+    return str(NotifySlack._commonmark_to_slack(markdown))
+
+
+NEW_LINE = '{% import "_macros.txt" as m %}New line: {{ name }}; next step: {{ m.next_step(c) }}'
+READERS = {"html": lambda source: read_html(source)[0], "markdown": read_markdown, "slack": read_slack,
+           "text": lambda source: source}
+
+
+@pytest.mark.parametrize("output_format", READERS)
+@pytest.mark.parametrize("hostile", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_new_template_line_escapes_names_without_being_told(output_format: str, hostile: str) -> None:
+    """Escaping belongs to the format's environment: a line that prints a name, directly or through a shared
+    macro, with no filter at all, is escaped for its format and the name stays readable."""
+    from alerts.messages import environment
+
+    name = f"Acme {hostile} RCM"
+    change = {"vendor": "acme", "vendor_name": name, "event": "opened", "severity": "critical", "learning": False}
+    source = environment(output_format).from_string(NEW_LINE).render(name=name, c=change)
+    if output_format == "slack":
+        source = as_slack_receives(source)
+
+    seen = " ".join(READERS[output_format](source).split())
+    assert seen.count(" ".join(one_line(name).split())) == 2, f"the name is not readable twice in {seen!r}"
+    check = {"html": lambda: html_problems(source, hostile, [], {"p"}),
+             "markdown": lambda: markdown_problems(source, hostile, []),
+             "slack": lambda: slack_problems(source, hostile, []),
+             "text": lambda: text_problems(source, hostile, [])}[output_format]
+    assert not check(), check()
+    assert "\n" not in source, "a name forged a line"
