@@ -30,12 +30,25 @@ from markupsafe import Markup
 HTML, MARKDOWN, SLACK, TEXT = "html", "markdown", "slack", "text"
 # Line and paragraph separators, and every other control character: each would start a new line somewhere.
 LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-# CommonMark's inline and block markers; Adaptive Cards parse a subset, escaping the rest costs nothing.
-MARKDOWN_MARKERS = re.compile(r"([\\`*_\[\]()#~|<>!&])")
+# CommonMark's inline and block markers; Adaptive Cards parse a subset, escaping the rest costs nothing. An
+# underscore inside a word (claims_denied) emphasises nothing and is left alone, as mobile Teams shows backslashes.
+MARKDOWN_MARKERS = re.compile(r"([\\`*\[\]()#~|<>!&])")
 LIST_START = re.compile(r"^(\s*)([-+]|\d+[.)])(?=\s)")
 WORD_JOINER = "\u2060"  # invisible; splits a token a chat client would act on without changing what a reader sees
 # Slack's mrkdwn has no escape for its formatting marks, so they are shown as look-alikes that format nothing.
-SLACK_LOOKALIKES = str.maketrans({"*": "\u2217", "_": "\uff3f", "~": "\u223c", "`": "\u02cb", "\\": "\u2216"})
+SLACK_LOOKALIKES = {"*": "\u2217", "_": "\uff3f", "~": "\u223c", "`": "\u02cb", "\\": "\u2216"}
+# Marks Slack (or Apprise's Markdown step before it) may act on anywhere; _ and ~ only at a word's edge.
+SLACK_ANYWHERE = str.maketrans({mark: SLACK_LOOKALIKES[mark] for mark in "*`\\"})
+
+
+def at_word_edge(marks: str) -> re.Pattern[str]:
+    """A mark with something other than a letter or digit on one side, where it can open or close emphasis."""
+    marks = re.escape(marks)
+    return re.compile(rf"(?<![^\W_])[{marks}]|[{marks}](?![^\W_])")
+
+
+MARKDOWN_EDGE_MARKS = at_word_edge("_")
+SLACK_EDGE_MARKS = at_word_edge("_~")
 
 
 def escape_text(value: object) -> str:
@@ -53,14 +66,17 @@ def escape_markdown(value: object) -> str:
     entity; a list marker at the start of a title is escaped too. `<at>` would become a mention (Apprise adds its
     entity), so it is split."""
     text = MARKDOWN_MARKERS.sub(r"\\\1", escape_text(value))
+    text = MARKDOWN_EDGE_MARKS.sub(lambda match: "\\" + match[0], text)
     text = LIST_START.sub(lambda match: f"{match[1]}\\{match[2]}", text)
     return defang_links(text.replace("<", "<" + WORD_JOINER))
 
 
 def escape_slack(value: object) -> str:
     """Slack: `\\<` and `\\>` become `&lt;` and `&gt;` in Apprise's Markdown-to-mrkdwn step (no mention, no link);
-    `[` and `]` are escaped so Apprise writes no `<url|label>` link; Apprise escapes `&` itself, so it is left."""
-    text = escape_text(value).translate(SLACK_LOOKALIKES)
+    `[` and `]` are escaped so Apprise writes no `<url|label>` link; Apprise escapes `&` itself, so it is left.
+    Formatting marks become look-alikes, `_` and `~` only where they could format (claims_denied stays)."""
+    text = escape_text(value).translate(SLACK_ANYWHERE)
+    text = SLACK_EDGE_MARKS.sub(lambda match: SLACK_LOOKALIKES[match[0]], text)
     text = re.sub(r"([<>\[\]])", r"\\\1", text)
     return defang_links(text)
 
