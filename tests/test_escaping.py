@@ -29,6 +29,7 @@ import pytest
 import responses
 import yaml
 from apprise.plugins.slack import NotifySlack
+from jinja2 import nodes
 from sqlalchemy import select
 
 import config as config_package
@@ -471,3 +472,50 @@ def test_an_operator_alert_quoting_a_hostile_file_name_is_escaped_for_its_channe
     else:
         problems = text_problems(message.body, hostile, [name]) + text_problems(message.title, hostile, [name])
     assert not problems, problems
+
+
+# The one way to get around the escaping -------------------------------------------------------------------------
+
+TEXT_LIKE_TEMPLATES = {
+    Path(__file__).parents[1] / "alerts" / "templates": ("*.md", "*.slack", "*.txt"),
+    Path(__file__).parents[1] / "digest" / "templates": ("*.txt",),
+}
+
+
+def concat_mixes(template: nodes.Template) -> list[str]:
+    """`a ~ b` where one side is already escaped (a macro's output, a `{% set %}` block, wrap) and another is a raw
+    value: Jinja then HTML-escapes the raw side and marks the whole as escaped, so a Markdown, Slack or text
+    template would print that value unescaped for its format."""
+    macros = {macro.name for macro in template.find_all(nodes.Macro)}
+    macros |= {str(node.target) for node in template.find_all(nodes.Import)}
+    blocks = {str(node.target.name) for node in template.find_all(nodes.AssignBlock)
+              if isinstance(node.target, nodes.Name)}
+
+    def escaped(node: nodes.Node) -> bool:
+        if isinstance(node, nodes.Call):
+            callee = node.node
+            return (isinstance(callee, nodes.Name) and callee.name in macros) or (
+                isinstance(callee, nodes.Getattr) and isinstance(callee.node, nodes.Name)
+                and callee.node.name in macros)
+        return (isinstance(node, nodes.Name) and node.name in blocks) or (
+            isinstance(node, nodes.Filter) and node.name == "wrap")
+
+    mixes = []
+    for concat in template.find_all(nodes.Concat):
+        parts = concat.nodes
+        if any(escaped(part) for part in parts) and any(
+                not escaped(part) and not isinstance(part, nodes.Const) for part in parts):
+            mixes.append(f"line {concat.lineno}")
+    return mixes
+
+
+def test_no_markdown_slack_or_text_template_joins_escaped_output_to_a_raw_value() -> None:
+    from digest.render import environment
+
+    env = environment("text")  # the digest's has the `do` extension its templates use; parsing is all it does here
+    paths = sorted(path for directory, patterns in TEXT_LIKE_TEMPLATES.items() for pattern in patterns
+                   for path in directory.glob(pattern))
+    found = [f"{path.parent.parent.name}/templates/{path.name} {where}" for path in paths
+             for where in concat_mixes(env.parse(path.read_text(encoding="utf-8")))]
+    assert len(paths) >= 10, paths
+    assert found == [], "write a {% set %} block instead: " + ", ".join(found)
