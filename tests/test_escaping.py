@@ -1,6 +1,7 @@
 """Hostile names through every template of every channel.
 
-Names come from configuration (practice, vendor, region, KPI label) and from vendor feeds (a segment), and the same
+Names come from configuration (practice, vendor, region, KPI label) and from feeds (a vendor feed's segment, a
+staff group named by a pulse survey's answers), and the same
 sentences are printed into HTML, Markdown, Slack's mrkdwn and plain text. Each hostile string below is put into all
 of those names at once; the digest world of tests/test_digest_seed.py is built with them through the real path
 (feeds ingested and evaluated on PostgreSQL), its alerts are delivered to Teams (a real TLS server on loopback), Slack
@@ -12,6 +13,7 @@ line, and nothing of it may act as markup (no tag, no mention, no link, no empha
 from __future__ import annotations
 
 import copy
+import csv
 import datetime as dt
 import html
 import json
@@ -64,6 +66,7 @@ HOSTILE = {
     "line break and heading": "x\n# Heading",
     "html entity": "&amp;",
 }
+ROLE_QUESTION = "Which best describes your role?"
 CHANNELS_YAML = """\
 dry_run: false
 urls:
@@ -89,7 +92,7 @@ SLACK_LOOKS_LIKE = str.maketrans({"\u2217": "*", "\uff3f": "_", "\u223c": "~", "
 
 @dataclass(frozen=True)
 class Names:
-    """The names that carry the hostile text, as configured (the segment arrives in a feed)."""
+    """The names that carry the hostile text, as configured (the segment and staff group arrive in feeds)."""
 
     practice: str
     other_practice: str
@@ -98,6 +101,7 @@ class Names:
     region: str
     kpi: str
     segment: str
+    staff_group: str
 
 
 def one_line(text: str) -> str:
@@ -107,7 +111,8 @@ def one_line(text: str) -> str:
 def names_with(hostile: str) -> Names:
     return Names(practice=f"Maple {hostile}", other_practice=f"Pine {hostile}", vendor=f"Acme {hostile} RCM",
                  late_vendor=f"Remindly {hostile}", region=f"Mountain {hostile}", kpi=f"Initial denial rate {hostile}",
-                 segment=f"payer:Acme {one_line(hostile)}")  # feeds refuse a line break in a segment
+                 segment=f"payer:Acme {one_line(hostile)}",  # feeds refuse a line break in a segment
+                 staff_group=f"Front desk {hostile}")
 
 
 def hostile_config(directory: Path, names: Names) -> Config:
@@ -139,9 +144,22 @@ def segment_row(path: Path, segment: str) -> Path:
     return path
 
 
+def pulse_with_group(path: Path, group: str) -> Path:
+    """The seed's 12-answer staff pulse export, half of it answering the role question with `group`: two groups of
+    six, which the anonymity rule lets the digest show by name."""
+    with pulse_export(path, 12).open(newline="", encoding="utf-8") as source:
+        rows = list(csv.reader(source))
+    role = rows[0].index(ROLE_QUESTION)
+    for row in rows[1:7]:
+        row[role] = group
+    with path.open("w", newline="", encoding="utf-8") as target:
+        csv.writer(target).writerows(rows)
+    return path
+
+
 def seed_hostile_world(tmp: Path, names: Names) -> Config:
     """tests/test_digest_seed.py's story (critical denials this week, a resolved charge lag, a late feed, a staff
-    pulse), told with hostile names, plus a segmented alert."""
+    pulse), told with hostile names, plus a segmented alert and a staff group the digest shows by name."""
     config = hostile_config(tmp / "config", names)
     history = months("2024-07", "2026-09")
     ingest_at(dt.datetime(2026, 10, 12, 15, tzinfo=dt.UTC), billing_feed(tmp / "history.csv", history), config)
@@ -149,8 +167,8 @@ def seed_hostile_world(tmp: Path, names: Names) -> Config:
     ingest_at(dt.datetime(2026, 11, 17, 15, tzinfo=dt.UTC),
               billing_feed(tmp / "2026-10.csv", ["2026-10"], offset=len(history)), config)
     ingest_at(dt.datetime(2026, 11, 17, 16, tzinfo=dt.UTC), segment_row(tmp / "segment.csv", names.segment), config)
-    ingest_at(dt.datetime(2026, 11, 2, 15, tzinfo=dt.UTC), pulse_export(tmp / "pulse.csv", 12), config,
-              practice="maple-clinic")
+    ingest_at(dt.datetime(2026, 11, 2, 15, tzinfo=dt.UTC), pulse_with_group(tmp / "pulse.csv", names.staff_group),
+              config, practice="maple-clinic")
     evaluate_at(dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC), config)
     return config
 
@@ -361,7 +379,7 @@ def test_a_hostile_name_is_escaped_for_every_channel_and_still_readable(
     problems += [f"email alert text: {p}" for p in text_problems(alert_text, hostile, [])]
 
     [practice_digest] = [mail for mail in digests if mail not in region]
-    digest_names = [names.practice, names.vendor, names.kpi, names.late_vendor]
+    digest_names = [names.practice, names.vendor, names.kpi, names.late_vendor, names.staff_group]
     for kind, mail, shown in (("digest", practice_digest, digest_names),
                               ("region roll-up", region[0], [names.region, *practices, names.vendor])):
         parts = parts_of(mail.message)
