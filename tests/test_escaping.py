@@ -1,13 +1,13 @@
 """Hostile names through every template of every channel.
 
-Names come from configuration (practice, vendor, region, KPI label) and from feeds (a vendor feed's segment, a
-staff group named by a pulse survey's answers), and the same
-sentences are printed into HTML, Markdown, Slack's mrkdwn and plain text. Each hostile string below is put into all
-of those names at once; the digest world of tests/test_digest_seed.py is built with them through the real path
-(feeds ingested and evaluated on PostgreSQL), its alerts are delivered to Teams (a real TLS server on loopback), Slack
-(the one mock: Slack's host, at the HTTP boundary) and email (aiosmtpd), and its practice digest and regional roll-up
-are sent by email. Every message is then read as its reader would see it: the name must be there, whole and on one
-line, and nothing of it may act as markup (no tag, no mention, no link, no emphasis, no forged line or header).
+Names come from configuration (practice, vendor, region, KPI label) and from feeds (a vendor feed's segment, a staff
+group named by a pulse survey's answers), and the same sentences are printed into HTML, Markdown, Slack's mrkdwn and
+plain text. Each hostile string below is put into all of those names at once; the digest world of
+tests/test_digest_seed.py is built with them through the real path (feeds ingested and evaluated on PostgreSQL), its
+alerts are delivered to Teams (a real TLS server on loopback), Slack (the one mock: Slack's host, at the HTTP
+boundary) and email (aiosmtpd), and its practice digest and regional roll-up are sent by email. Every message is
+then read as its reader would see it: the name must be there, whole and on one line, and nothing of it may act as
+markup (no tag, no mention, no link, no emphasis, no forged line or header).
 """
 
 from __future__ import annotations
