@@ -1,27 +1,44 @@
 """Render outbox payloads for each kind of channel with Jinja2 templates.
 
-Feed-sourced text (segment names) is escaped for the channel: HTML for email, mrkdwn for Slack, Markdown for
-Teams. Templates never see a URL or a secret.
+Every name and value is escaped for the channel by the template environment of its output format (see
+alerts/formats.py): HTML for email, Markdown for Teams, Slack's mrkdwn for Slack, one-line plain text elsewhere. The
+title is escaped for the place it is shown (Teams' card heading is Markdown; an email subject is one line).
+Templates never see a URL or a secret.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import apprise
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
+
+from alerts.formats import (
+    HTML,
+    MARKDOWN,
+    SLACK,
+    TEXT,
+    escape_chat_title,
+    escape_markdown,
+    escape_text,
+    template_environment,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-FORMATS = {
-    "teams": apprise.NotifyFormat.MARKDOWN,
-    "slack": apprise.NotifyFormat.MARKDOWN,
-    "email": apprise.NotifyFormat.HTML,
-    "text": apprise.NotifyFormat.TEXT,
+# family: (alert template, output format of its body, Apprise body format, how its title is escaped). Teams shows
+# the title as a Markdown heading; Slack's attachment title is plain text (Apprise escapes & < >); an email's is
+# its Subject header, one line.
+FAMILIES: dict[str, tuple[str, str, str, Callable[[object], str]]] = {
+    "teams": ("alert.md", MARKDOWN, apprise.NotifyFormat.MARKDOWN, escape_markdown),
+    "slack": ("alert.slack", SLACK, apprise.NotifyFormat.MARKDOWN, escape_chat_title),
+    "email": ("alert.html", HTML, apprise.NotifyFormat.HTML, escape_text),
+    "text": ("alert.txt", TEXT, apprise.NotifyFormat.TEXT, escape_text),
 }
 
 
@@ -80,48 +97,24 @@ def format_change(value: float | None, unit: str) -> str:
     return f"{sign}{magnitude:.1f}"
 
 
-def escape_slack(text: object) -> str:
-    """Slack bodies are written as Markdown; Apprise converts them to Slack mrkdwn and escapes & < > itself,
-    so escaping those here would show '&amp;amp;'. Only Markdown's own markers are neutralised."""
-    escaped = str(text)
-    for character in "\\`*_[]<>":
-        escaped = escaped.replace(character, "\\" + character)
-    return escaped
-
-
-def escape_markdown(text: object) -> str:
-    escaped = str(text)
-    # Teams' Adaptive Card Markdown knows only emphasis, lists and links: escape just what could start one.
-    for character in "\\`*_[]":
-        escaped = escaped.replace(character, "\\" + character)
-    return escaped
-
-
-@lru_cache(maxsize=1)
-def environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=False,
-    )
+@cache
+def environment(output_format: str) -> Environment:
+    env = template_environment(TEMPLATES, output_format, keep_trailing_newline=False)
     env.filters["value"] = format_value
     env.filters["change"] = format_change
     env.filters["period"] = format_period
-    env.filters["slack"] = escape_slack
-    env.filters["md"] = escape_markdown
     return env
 
 
 def render_alert(payload: dict[str, Any], title: str, family: str) -> Rendered:
-    template = {"teams": "alert.md", "slack": "alert.slack", "email": "alert.html"}.get(family, "alert.txt")
-    body = environment().get_template(template).render(title=title, **payload).strip()
-    return Rendered(title=title, body=body, body_format=FORMATS[family])
+    template, output_format, body_format, escape_title = FAMILIES.get(family, FAMILIES["text"])
+    body = environment(output_format).get_template(template).render(title=title, **payload).strip()
+    return Rendered(title=escape_title(title), body=body, body_format=body_format)
 
 
 def render_operator(payload: dict[str, Any], title: str, family: str) -> Rendered:
-    template = "operator.html" if family == "email" else "operator.txt"
-    body = environment().get_template(template).render(title=title, **payload).strip()
-    return Rendered(title=title, body=body, body_format=FORMATS["email" if family == "email" else "text"])
+    """Operator alerts quote file names and errors: in chat they are escaped for its Markdown like any value."""
+    _, output_format, body_format, escape_title = FAMILIES.get(family, FAMILIES["text"])
+    template = "operator.html" if output_format == HTML else "operator.txt"
+    body = environment(output_format).get_template(template).render(title=title, **payload).strip()
+    return Rendered(title=escape_title(title), body=body, body_format=body_format)

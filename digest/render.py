@@ -1,5 +1,8 @@
 """Render a digest with Jinja2: a subject, an email-safe HTML part (inline CSS, tables, CSS bars for charts, no
-scripts, no external assets, no images) and a plain-text part written from its own template."""
+scripts, no external assets, no images) and a plain-text part written from its own template.
+
+The subject and the text part are rendered in the plain-text environment and the HTML part in the HTML one (see
+alerts/formats.py), so the shared sentences in _sentences.txt escape every name for the part they are printed in."""
 
 from __future__ import annotations
 
@@ -8,12 +11,14 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
+from markupsafe import Markup
 
+from alerts.formats import HTML, TEXT, escape_text, template_environment
 from alerts.messages import format_change, format_period, format_value
 from digest.model import Digest, RegionDigest, TrendPoint
 
@@ -79,10 +84,10 @@ def render_region(region: RegionDigest) -> RenderedDigest:
 
 
 def render_parts(name: str, kind: str, **context: Any) -> RenderedDigest:
-    env = environment()
-    subject = " ".join(env.get_template(f"{kind}-subject.txt").render(context).split())
-    html = env.get_template(f"{kind}-body.html").render(context, subject=subject)
-    text = env.get_template(f"{kind}-body.txt").render(context)
+    text_env = environment(TEXT)
+    subject = " ".join(text_env.get_template(f"{kind}-subject.txt").render(context).split())
+    html = environment(HTML).get_template(f"{kind}-body.html").render(context, subject=subject)
+    text = text_env.get_template(f"{kind}-body.txt").render(context)
     return RenderedDigest(name, subject, html, tidy_text(text))
 
 
@@ -96,16 +101,9 @@ def file_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text)
 
 
-@lru_cache(maxsize=1)
-def environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        extensions=["jinja2.ext.do"],
-    )
+@cache
+def environment(output_format: str = TEXT) -> Environment:
+    env = template_environment(TEMPLATES, output_format, extensions=["jinja2.ext.do"])
     env.filters.update(
         value=format_value,
         change=format_change,
@@ -117,9 +115,8 @@ def environment() -> Environment:
         period=format_period,
         service=lambda service: SERVICES.get(service, service.replace("_", " ")),
         lower_first=lower_first,
-        sentence=lambda text: str(text)[:1].upper() + str(text)[1:],
+        sentence=sentence,
         plural=plural,
-        wrap=wrap,
         bars=bars,
         spark=spark,
         trend_label=trend_label,
@@ -135,6 +132,8 @@ def environment() -> Environment:
         tone_background=lambda tone: TONES[tone][1],
         bar_height=BAR_HEIGHT,
     )
+    if output_format == TEXT:
+        env.filters["wrap"] = wrap  # plain-text layout only: its line breaks are meant
     return env
 
 
@@ -166,14 +165,22 @@ def lower_first(text: str) -> str:
     return text
 
 
+def sentence(text: str) -> str:
+    """Capitalised, keeping an escaped macro's output marked as escaped (slicing Markup keeps it Markup)."""
+    return text[:1].upper() + text[1:]
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def wrap(text: str, indent: str = "") -> str:
-    """Plain-text paragraphs wrapped for mail readers; continuation lines indented under their bullet."""
-    return textwrap.fill(str(text), width=TEXT_WIDTH, subsequent_indent=indent, break_long_words=False,
-                         break_on_hyphens=False)
+def wrap(text: str, indent: str = "") -> Markup:
+    """Plain-text paragraphs wrapped for mail readers; continuation lines indented under their bullet.
+
+    Its input may join raw values to escaped sentences, so it is escaped (one line, which escaping twice leaves
+    as it is) before the line breaks that are meant are added; the result is marked as escaped."""
+    return Markup(textwrap.fill(escape_text(text), width=TEXT_WIDTH, subsequent_indent=indent,
+                                break_long_words=False, break_on_hyphens=False))
 
 
 def bars(trend: Sequence[TrendPoint], status: str) -> list[Bar]:
