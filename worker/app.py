@@ -7,11 +7,13 @@ transport cannot redeliver it); the next inbox scan or scheduled evaluation redo
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
 
+from config import secrets
 from worker.settings import Settings, get_settings
 
 TASK_MODULES = ["tasks.ingest", "tasks.evaluate", "tasks.deliver", "tasks.digest", "tasks.pull", "tasks.pulse"]
@@ -116,6 +118,14 @@ def create_app(settings: Settings) -> Celery:
         # The filesystem transport has no fanout for remote control commands across machines; keep it local.
         app.conf.worker_enable_remote_control = False
     return app
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def redact_celery_logs(logger: logging.Logger, **_: object) -> None:
+    """Celery adds its own handlers when the worker or beat starts; each gets the secret-masking filter."""
+    secrets.install(logger)
+    secrets.install()
 
 
 app = create_app(get_settings())

@@ -73,10 +73,12 @@ def json_default(value: object) -> str:
 
 
 def emit(ctx: typer.Context, data: Any, human: str | Table | None = None) -> None:
+    from config.secrets import redact
+
     if ctx.obj.as_json:
-        sys.stdout.write(json.dumps(data, indent=2, default=json_default) + "\n")
+        sys.stdout.write(redact(json.dumps(data, indent=2, default=json_default)) + "\n")
     elif human is not None:
-        out.print(human)
+        out.print(redact(human) if isinstance(human, str) else human)
 
 
 @cli.callback()
@@ -94,6 +96,9 @@ def main_options(
         level=os.environ.get("VENDORWATCH_LOG_LEVEL", "WARNING"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from config import secrets
+
+    secrets.install()  # before anything reads a URL: urllib3 logs request lines (a Teams `sig=`) at DEBUG
     if config is not None:
         os.environ["VENDORWATCH_CONFIG"] = str(config)
     from worker.settings import get_settings
