@@ -16,7 +16,8 @@ from celery.schedules import crontab
 from config import secrets
 from worker.settings import Settings, get_settings
 
-TASK_MODULES = ["tasks.ingest", "tasks.evaluate", "tasks.deliver", "tasks.digest", "tasks.pull", "tasks.pulse"]
+TASK_MODULES = ["tasks.ingest", "tasks.evaluate", "tasks.deliver", "tasks.digest", "tasks.pull", "tasks.pulse",
+                "tasks.heartbeat"]
 # The longest task may run this long before the worker kills it ...
 TASK_TIME_LIMIT = 600
 # ... and Redis hands an unacknowledged task to another worker only after this long. It must stay well above the
@@ -72,6 +73,8 @@ def beat_schedule() -> dict[str, dict[str, object]]:
             "schedule": crontab(minute=40, hour=13),
             "options": {"expires": 3600},
         },
+        # The dead man's switch (VENDORWATCH_HEARTBEAT_URL): a ping every 5 minutes while beat and a worker live.
+        "heartbeat": {"task": "monitor.heartbeat", "schedule": crontab(minute="*/5"), "options": {"expires": 240}},
     }
 
 

@@ -681,6 +681,23 @@ def notify_test(
         raise typer.Exit(EXIT_FAILURE)
 
 
+@cli.command()
+def status(ctx: typer.Context) -> None:
+    """Is vendorwatch doing its job? Broker, database, workers, beat, outbox and inbox; exit 1 when unhealthy."""
+    from worker.settings import get_settings
+    from worker.status import is_healthy, system_status
+
+    checks = system_status(get_settings())
+    healthy = is_healthy(checks)
+    table = Table("check", "state", "detail")
+    for check in checks:
+        state = {True: "[green]ok[/green]", False: "[red]UNHEALTHY[/red]", None: "[yellow]unknown[/yellow]"}
+        table.add_row(check.name, state[check.healthy], check.detail)
+    emit(ctx, {"healthy": healthy, "checks": [check.as_dict() for check in checks]}, table)
+    if not healthy:
+        raise typer.Exit(EXIT_FAILURE)
+
+
 @db_cli.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply migrations."""
