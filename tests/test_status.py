@@ -120,6 +120,18 @@ def test_status_fails_and_names_the_broker_when_it_is_down(tmp_path: Path, postg
     assert time.monotonic() - started < 50, "a dead broker must make status fail fast, not hang"
 
 
+def test_status_check_judges_only_the_named_checks(tmp_path: Path, postgres_url: str) -> None:
+    """What the compose healthchecks use: the database alone is healthy while the broker is down."""
+    env = env_for(tmp_path, postgres_url, f"redis://127.0.0.1:{free_port()}/0")
+    only_database = vendorwatch("--json", "status", "--check", "database", env=env, check=False)
+    assert only_database.returncode == 0, only_database.stdout + only_database.stderr
+    assert [check["name"] for check in json.loads(only_database.stdout)["checks"]] == ["database"]
+    with_broker = vendorwatch("status", "--check", "database", "--check", "broker", env=env, check=False)
+    assert with_broker.returncode == 1
+    unknown = vendorwatch("status", "--check", "brokers", env=env, check=False)
+    assert unknown.returncode == 2 and "no check brokers" in unknown.stderr
+
+
 def test_status_fails_on_a_notification_waiting_over_an_hour_and_on_an_old_inbox_file(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:

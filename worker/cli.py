@@ -682,12 +682,22 @@ def notify_test(
 
 
 @cli.command()
-def status(ctx: typer.Context) -> None:
+def status(
+    ctx: typer.Context,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--check", help="Only these checks (repeatable): broker, database, workers, beat, outbox, "
+                     "inbox. For container healthchecks."),
+    ] = None,
+) -> None:
     """Is vendorwatch doing its job? Broker, database, workers, beat, outbox and inbox; exit 1 when unhealthy."""
     from worker.settings import get_settings
-    from worker.status import is_healthy, system_status
+    from worker.status import CHECK_NAMES, is_healthy, system_status
 
-    checks = system_status(get_settings())
+    unknown = sorted(set(only or ()) - set(CHECK_NAMES))
+    if unknown:
+        raise typer.BadParameter(f"no check {', '.join(unknown)}; the checks are {', '.join(CHECK_NAMES)}")
+    checks = [check for check in system_status(get_settings()) if not only or check.name in only]
     healthy = is_healthy(checks)
     table = Table("check", "state", "detail")
     for check in checks:

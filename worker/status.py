@@ -25,6 +25,7 @@ PENDING_LIMIT = dt.timedelta(hours=1)
 INBOX_LIMIT = dt.timedelta(minutes=15)
 PROBE_SECONDS = 3.0
 BEAT_LOCK_KEY = "vendorwatch:beat:lock"
+CHECK_NAMES = ("broker", "database", "workers", "beat", "outbox", "inbox")
 
 
 @dataclass
