@@ -10,6 +10,7 @@ A real `vendorwatch worker` and the CLI run at DEBUG; then every captured text i
 from __future__ import annotations
 
 import datetime as dt
+import json
 import socket
 import subprocess
 import threading
@@ -116,13 +117,14 @@ class Endpoints:
 
     def __init__(self) -> None:
         self.feed_status = 200
+        self.teams_status = 200
 
     def __call__(self, request: CapturedRequest) -> CannedResponse:
         if request.path.startswith(FEED_PATH):
             if self.feed_status != 200:
                 return CannedResponse(self.feed_status, b"unavailable", {"Content-Type": "text/plain"})
             return CannedResponse(200, breaching_feed(), {"Content-Type": "text/csv"})
-        return CannedResponse(200, b"{}")
+        return CannedResponse(self.teams_status, b"{}")
 
 
 def write_config(directory: Path, base_url: str) -> Path:
@@ -169,15 +171,19 @@ class RedisListener:
         self.messages: list[str] = []
         self.pubsub = redis.Redis.from_url(url).pubsub()
         self.pubsub.psubscribe("*")
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.listen, daemon=True)
         self.thread.start()
 
     def listen(self) -> None:
-        for message in self.pubsub.listen():
-            self.messages.append(repr(message))
+        while not self.stopped.is_set():
+            message = self.pubsub.get_message(timeout=0.2)
+            if message is not None:
+                self.messages.append(repr(message))
 
     def stop(self) -> None:
-        self.pubsub.punsubscribe()
+        self.stopped.set()
+        self.thread.join(timeout=5)
         self.pubsub.close()
 
 
@@ -240,9 +246,10 @@ def test_no_secret_reaches_a_log_an_error_json_the_database_or_redis_at_debug(
         listener = RedisListener(private_redis)
         outputs: dict[str, str] = {}
 
-        def cli(*args: str) -> None:
+        def cli(*args: str) -> str:
             result = vendorwatch("--json", *args, env=env, check=False, timeout=120)
             outputs[f"vendorwatch {' '.join(args)} (exit {result.returncode})"] = result.stdout + result.stderr
+            return result.stdout
 
         with started_worker(env, loglevel="DEBUG") as worker:
             cli("rerun", "pull", "--practice", "maple-clinic", "--vendor", "claimright")
@@ -255,7 +262,9 @@ def test_no_secret_reaches_a_log_an_error_json_the_database_or_redis_at_debug(
             cli("rerun", "pull", "--practice", "maple-clinic", "--vendor", "claimright")
             wait_until(lambda: scalar(postgres_url, "SELECT count(*) FROM feed_pull WHERE status = 'failed'") == 1,
                        60, "the failed pull", worker.log)
-            cli("notify", "test")
+            endpoints.teams_status = 500  # now every channel fails, Teams too
+            tested = json.loads(cli("notify", "test"))
+            cli("status")
             cli("alerts", "list")
             cli("feeds", "status")
             worker_log = "\n".join(worker.log)
@@ -263,6 +272,10 @@ def test_no_secret_reaches_a_log_an_error_json_the_database_or_redis_at_debug(
 
     failures = scalar(postgres_url, "SELECT string_agg(error, ' | ') FROM delivery_attempt")
     assert failures, "the failing deliveries must have recorded why"
+    assert "email" in str(failures) and "Slack" in str(failures)
+    assert [(result["channel"].split("[")[-1], result["ok"]) for result in tested] == [
+        ("teams]", False), ("email]", False), ("slack]", False)
+    ], "every channel kind must have failed in the CLI, so that its error path was written out"
     assert any(r.header("Authorization") == f"Bearer {PULL_TOKEN}" for r in https.requests), "the pull sent no token"
     assert "urllib3.connectionpool" in worker_log, "the worker must have logged at DEBUG"
     texts = {
