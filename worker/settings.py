@@ -17,11 +17,11 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
     result_backend: str | None = None
+    # A dead man's switch (healthchecks-style): beat pings it every few minutes; silence means beat is down.
+    heartbeat_url: str | None = None
     timezone: str = "UTC"
     # How long a beat that stopped renewing its Redis lock (killed, host gone) keeps a standby beat waiting.
     beat_lock_seconds: int = Field(default=150, ge=5)
-    # A dead man's switch (healthchecks-style): beat pings it every few minutes; silence means beat is down.
-    heartbeat_url: str | None = None
 
     @property
     def inbox(self) -> Path:
