@@ -14,12 +14,13 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import apprise
 
 MASK = "***"
-# Shorter values (a port, "1.0") would mask harmless text everywhere; no real token is this short.
+# Shorter values (a port, "1.0") would mask harmless text everywhere; no real token is this short. A shorter
+# password is still masked where it sits in a URL (URL_PASSWORD below).
 MIN_SECRET_LENGTH = 6
 SECRET_QUERY_NAMES = r"sig|signature|token|access_token|api[_-]?key|apikey|key|secret|password|pass|pwd|auth"
 URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/?#@\s'\"]*:)(?P<secret>[^/?#@\s'\"]+)(?=@)", re.I)
@@ -44,8 +45,6 @@ def remember(values: Iterable[str | None]) -> None:
 
 def forms_of(value: str) -> set[str]:
     """A secret as it may appear: itself, URL-quoted or unquoted, and each word of a 'Bearer <token>' value."""
-    from urllib.parse import quote
-
     forms = {value, unquote(value), quote(value, safe=""), quote(value, safe="/:")}
     forms |= {word for word in value.split() if word not in ("Bearer", "Basic", "Token")}
     return forms

@@ -10,7 +10,9 @@ A real `vendorwatch worker` and the CLI run at DEBUG; then every captured text i
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import logging
 import socket
 import subprocess
 import threading
@@ -24,7 +26,7 @@ import pytest
 import redis
 import yaml
 
-from config.secrets import MASK, channel_secrets, redact, remember
+from config.secrets import MASK, channel_secrets, install, redact, remember
 from tests.conftest import TEST_CONFIG, subprocess_env
 from tests.support.smtp_capture import CapturingSMTPServer
 from tests.support.tls_capture import CannedResponse, CapturedRequest, CapturingHTTPSServer
@@ -317,3 +319,22 @@ def test_a_short_or_empty_value_is_never_remembered() -> None:
     remember(["", None, "abc"])
     assert redact("abc 1.0 abcdef") == "abc 1.0 abcdef"
 
+
+
+def test_the_filter_masks_a_secret_in_the_message_its_arguments_and_a_traceback() -> None:
+    secret = "filterSecret-6Tq1Vb8"
+    remember([secret])
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("tests.secrets.filter")
+    logger.addHandler(handler)
+    logger.propagate = False
+    install(logger)
+    try:
+        raise ConnectionError(f"cannot reach https://example.invalid/hook/{secret}")
+    except ConnectionError:
+        logger.exception("posting %s failed", f"token={secret}")
+    logger.removeHandler(handler)
+    written = stream.getvalue()
+    assert secret not in written
+    assert "posting token=*** failed" in written and "hook/***" in written
