@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from alerts.messages import Rendered, channel_family, render_alert, render_operator
 from alerts.operator import enqueue_operator_alert
 from config import Channel, Config
+from config.secrets import redact
 from storage.models import DeliveryAttempt, Notification, utcnow
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,8 @@ def send_to(channel: Channel, message: Rendered, notify_type: str) -> Failure | 
     reasons = [entry.message for entry in entries if entry.level in WARNING_LEVELS]
     reasons += safe_details(entry.message for entry in entries if entry.level == "DEBUG")
     reasons = reasons or [f"Apprise status {result.status.name}"]
-    return classify([reason.replace(channel.url, channel.label) for reason in reasons])
+    # Apprise's texts may quote the URL, whole or in parts (a request line with its `sig=`): mask every secret.
+    return classify([redact(reason.replace(channel.url, channel.label)) for reason in reasons])
 
 
 def send_one(channel: Channel, message: Rendered, notify_type: str) -> str | None:

@@ -105,6 +105,7 @@ def load_config(directory: Path | str) -> Config:
     problems += check_tags(channels_doc, channels_file, channels)
     if problems:
         raise ConfigError(problems)
+    remember_pull_tokens(practices)
     return Config(
         directory=directory,
         practices=practices.practices,
@@ -115,6 +116,17 @@ def load_config(directory: Path | str) -> Config:
         digest_tag=channels_file.digest,
         surveys=surveys,
     )
+
+
+def remember_pull_tokens(practices: PracticesFile) -> None:
+    """A pull's auth header value lives in the environment; mask it wherever text is written (config.secrets)."""
+    import os
+
+    from config.secrets import remember
+
+    names = {vendor.pull.auth_env for practice in practices.practices for vendor in practice.vendors
+             if vendor.pull is not None and vendor.pull.auth_env}
+    remember(os.environ.get(name) for name in sorted(names))
 
 
 def collect(problems: list[str], load: Callable[[], T]) -> T | None:

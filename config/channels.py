@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import apprise
 
 from config.loader import YamlDocument
+from config.secrets import channel_secrets, remember
 
 
 @dataclass(frozen=True)
@@ -81,5 +82,6 @@ def load_channels(
             )
             continue
         service = str(getattr(plugin, "service_name", url.split("://", 1)[0]))
+        remember(channel_secrets(url))
         channels.append(Channel(key=channel_key(url), service=service, tags=tags, url=url))
     return channels, problems

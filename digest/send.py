@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from alerts.operator import enqueue_operator_alert
 from config import Config, Practice
+from config.secrets import redact_optional
 from digest.build import build_digest
 from digest.mail import DigestNotSent, compose_message, digest_channel, email_plugin, send_email, sender_of
 from digest.region import build_region_digest, region_practices, region_timezone, regions_of
@@ -193,7 +194,7 @@ def mark(
     session.execute(
         update(DigestRun)
         .where(DigestRun.practice_id == key, DigestRun.week == week, DigestRun.claimed_at == claimed_at)
-        .values(status=status, subject=subject, error=error,
+        .values(status=status, subject=subject, error=redact_optional(error),
                 sent_at=utcnow() if status in ("sent", "dry_run") else None)
     )
     session.commit()

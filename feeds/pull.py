@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import Config, Practice, Vendor
+from config.secrets import redact
 from storage.models import FeedPull
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def scrub(message: str, token: str | None) -> str:
         for part in token.split():
             if len(part) >= 8:
                 message = message.replace(part, "[redacted]")
-    return message[:MAX_ERROR_CHARS]
+    return redact(message)[:MAX_ERROR_CHARS]
 
 
 def file_suffix(content_type: str, url: str) -> str:

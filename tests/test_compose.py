@@ -18,9 +18,13 @@ REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 TEST_POSTGRES_PASSWORD = "compose-test-pg-password"
 TEST_FLOWER_BASIC_AUTH = "compose-test-user:compose-test-password"
+TEST_REDIS_PASSWORD = "compose-test-redis-password"
+SECRETS = {"POSTGRES_PASSWORD": TEST_POSTGRES_PASSWORD, "FLOWER_BASIC_AUTH": TEST_FLOWER_BASIC_AUTH,
+           "REDIS_PASSWORD": TEST_REDIS_PASSWORD}
 EXPECTED_SERVICES = {"redis", "postgres", "migrate", "worker", "beat", "watcher", "flower", "mailpit"}
 SECRET_KEY = re.compile(r"^\s*-?\s*\"?(\w*(?:PASSWORD|SECRET|TOKEN|BASIC_AUTH|API_KEY)\w*)\"?\s*[:=]\s*(.*)$")
-URL_PASSWORD = re.compile(r"://[^:/?#@\s]+:(\$\{[^}]*\}|[^/?#@\s]+)@")
+# The user may be empty: redis://:password@host.
+URL_PASSWORD = re.compile(r"://[^:/?#@\s]*:(\$\{[^}]*\}|[^/?#@\s]+)@")
 ENV_REFERENCE = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*(?::\?[^}]*)?\}$")
 
 
@@ -64,7 +68,7 @@ def run_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("VENDORWATCH_", "COMPOSE_", "DOCKER_"))
-        and name not in {"POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"}
+        and name not in SECRETS
     }
     environment.update(env)
     empty_env_file = tmp_path / "empty.env"
@@ -86,9 +90,7 @@ def run_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> dict[str, Any]:
-    result = run_config(
-        tmp_path, POSTGRES_PASSWORD=TEST_POSTGRES_PASSWORD, FLOWER_BASIC_AUTH=TEST_FLOWER_BASIC_AUTH
-    )
+    result = run_config(tmp_path, **SECRETS)
     assert result.returncode == 0, result.stderr
     parsed: dict[str, Any] = json.loads(result.stdout)
     return parsed
@@ -185,6 +187,8 @@ def literal_secrets(text: str) -> list[str]:
         ("- FLOWER_BASIC_AUTH=admin:admin", True),
         ("SLACK_TOKEN: ${SLACK_TOKEN:-xoxb-123}", True),
         ("URL: postgresql://vendorwatch:hunter2@postgres:5432/vendorwatch", True),
+        ("URL: redis://:hunter2@redis:6379/0", True),
+        ("URL: redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD}@redis:6379/0", False),
     ],
 )
 def test_the_secret_check_tells_references_from_literals(line: str, literal: bool) -> None:
@@ -193,18 +197,14 @@ def test_the_secret_check_tells_references_from_literals(line: str, literal: boo
 
 def test_the_compose_file_holds_no_literal_secret() -> None:
     text = COMPOSE_FILE.read_text(encoding="utf-8")
-    assert TEST_POSTGRES_PASSWORD not in text
-    assert TEST_FLOWER_BASIC_AUTH not in text
+    assert [name for name, value in SECRETS.items() if value in text] == []
     assert literal_secrets(text) == []
 
 
 @pytest.mark.parametrize(
     ("missing", "present"),
-    [
-        ("POSTGRES_PASSWORD", {"FLOWER_BASIC_AUTH": TEST_FLOWER_BASIC_AUTH}),
-        ("FLOWER_BASIC_AUTH", {"POSTGRES_PASSWORD": TEST_POSTGRES_PASSWORD}),
-    ],
-    ids=["without_postgres_password", "without_flower_basic_auth"],
+    [(name, {other: value for other, value in SECRETS.items() if other != name}) for name in SECRETS],
+    ids=[f"without_{name.lower()}" for name in SECRETS],
 )
 def test_config_fails_and_names_a_missing_secret(
     tmp_path: Path, missing: str, present: dict[str, str]
@@ -212,3 +212,38 @@ def test_config_fails_and_names_a_missing_secret(
     result = run_config(tmp_path, **present)
     assert result.returncode != 0, result.stdout
     assert missing in result.stderr
+
+
+def healthcheck_command(service: dict[str, Any]) -> str:
+    check = service.get("healthcheck") or {}
+    return "" if check.get("disable") else " ".join(check.get("test") or [])
+
+
+def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
+    missing = [name for name, service in services.items() if not healthcheck_command(service).strip()]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("service", "job"),
+    [
+        ("worker", "inspect ping --destination \"celery@$$HOSTNAME\""),  # its own node answers over the broker
+        ("beat", "status --check broker --check beat"),  # some beat holds the redbeat lock
+        ("watcher", "status --check broker --check inbox"),  # the inbox empties
+        ("migrate", "status --check database"),  # the schema reached head
+        ("redis", "redis-cli ping | grep -q PONG"),  # answers with the password, not NOAUTH
+    ],
+)
+def test_each_healthcheck_tests_the_services_job(services: dict[str, dict[str, Any]], service: str, job: str) -> None:
+    assert job in healthcheck_command(services[service])
+
+
+def test_redis_demands_the_password_that_every_broker_url_carries(services: dict[str, dict[str, Any]]) -> None:
+    # `config` keeps the $$ escape: the container's shell, not Compose, expands the variable.
+    assert "--requirepass \"$$REDIS_PASSWORD\"" in " ".join(services["redis"]["command"])
+    assert services["redis"]["environment"]["REDIS_PASSWORD"] == TEST_REDIS_PASSWORD
+    environment = services["worker"]["environment"]
+    urls = [environment[name] for name in ("VENDORWATCH_BROKER_URL", "VENDORWATCH_RESULT_BACKEND")]
+    urls.append(services["flower"]["environment"]["CELERY_BROKER_URL"])
+    assert all(url.startswith(f"redis://:{TEST_REDIS_PASSWORD}@redis:6379/") for url in urls), urls
+    assert TEST_REDIS_PASSWORD not in " ".join(services["flower"]["command"])

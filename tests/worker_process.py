@@ -65,11 +65,11 @@ def live_processes() -> list[tuple[int, int, int]]:
 
 
 @contextmanager
-def started_worker(env: dict[str, str], ready_timeout: float = 60) -> Iterator[Worker]:
+def started_worker(env: dict[str, str], ready_timeout: float = 60, loglevel: str = "INFO") -> Iterator[Worker]:
     """Start `vendorwatch worker`, wait for Celery's 'ready', yield it; on exit stop its whole process group,
     unless the test has killed it already."""
     process = subprocess.Popen(
-        [str(BIN / "vendorwatch"), "worker", "--concurrency", "2", "--loglevel", "INFO"],
+        [str(BIN / "vendorwatch"), "worker", "--concurrency", "2", "--loglevel", loglevel],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     worker = Worker(process)

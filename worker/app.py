@@ -7,14 +7,17 @@ transport cannot redeliver it); the next inbox scan or scheduled evaluation redo
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
 
+from config import secrets
 from worker.settings import Settings, get_settings
 
-TASK_MODULES = ["tasks.ingest", "tasks.evaluate", "tasks.deliver", "tasks.digest", "tasks.pull", "tasks.pulse"]
+TASK_MODULES = ["tasks.ingest", "tasks.evaluate", "tasks.deliver", "tasks.digest", "tasks.pull", "tasks.pulse",
+                "tasks.heartbeat"]
 # The longest task may run this long before the worker kills it ...
 TASK_TIME_LIMIT = 600
 # ... and Redis hands an unacknowledged task to another worker only after this long. It must stay well above the
@@ -70,6 +73,8 @@ def beat_schedule() -> dict[str, dict[str, object]]:
             "schedule": crontab(minute=40, hour=13),
             "options": {"expires": 3600},
         },
+        # The dead man's switch (VENDORWATCH_HEARTBEAT_URL): a ping every 5 minutes while beat and a worker live.
+        "heartbeat": {"task": "monitor.heartbeat", "schedule": crontab(minute="*/5"), "options": {"expires": 240}},
     }
 
 
@@ -121,6 +126,14 @@ def create_app(settings: Settings) -> Celery:
         # The filesystem transport has no fanout for remote control commands across machines; keep it local.
         app.conf.worker_enable_remote_control = False
     return app
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def redact_celery_logs(logger: logging.Logger, **_: object) -> None:
+    """Celery adds its own handlers when the worker or beat starts; each gets the secret-masking filter."""
+    secrets.install(logger)
+    secrets.install()
 
 
 app = create_app(get_settings())

@@ -73,10 +73,12 @@ def json_default(value: object) -> str:
 
 
 def emit(ctx: typer.Context, data: Any, human: str | Table | None = None) -> None:
+    from config.secrets import redact
+
     if ctx.obj.as_json:
-        sys.stdout.write(json.dumps(data, indent=2, default=json_default) + "\n")
+        sys.stdout.write(redact(json.dumps(data, indent=2, default=json_default)) + "\n")
     elif human is not None:
-        out.print(human)
+        out.print(redact(human) if isinstance(human, str) else human)
 
 
 @cli.callback()
@@ -94,6 +96,9 @@ def main_options(
         level=os.environ.get("VENDORWATCH_LOG_LEVEL", "WARNING"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from config import secrets
+
+    secrets.install()  # before anything reads a URL: urllib3 logs request lines (a Teams `sig=`) at DEBUG
     if config is not None:
         os.environ["VENDORWATCH_CONFIG"] = str(config)
     from worker.settings import get_settings
@@ -686,6 +691,33 @@ def notify_test(
         ),
     )
     if any(not r["ok"] for r in results):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@cli.command()
+def status(
+    ctx: typer.Context,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--check", help="Only these checks (repeatable): broker, database, workers, beat, outbox, "
+                     "inbox. For container healthchecks."),
+    ] = None,
+) -> None:
+    """Is vendorwatch doing its job? Broker, database, workers, beat, outbox and inbox; exit 1 when unhealthy."""
+    from worker.settings import get_settings
+    from worker.status import CHECK_NAMES, is_healthy, system_status
+
+    unknown = sorted(set(only or ()) - set(CHECK_NAMES))
+    if unknown:
+        raise typer.BadParameter(f"no check {', '.join(unknown)}; the checks are {', '.join(CHECK_NAMES)}")
+    checks = [check for check in system_status(get_settings()) if not only or check.name in only]
+    healthy = is_healthy(checks)
+    table = Table("check", "state", "detail")
+    for check in checks:
+        state = {True: "[green]ok[/green]", False: "[red]UNHEALTHY[/red]", None: "[yellow]unknown[/yellow]"}
+        table.add_row(check.name, state[check.healthy], check.detail)
+    emit(ctx, {"healthy": healthy, "checks": [check.as_dict() for check in checks]}, table)
+    if not healthy:
         raise typer.Exit(EXIT_FAILURE)
 
 

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
     result_backend: str | None = None
+    # A dead man's switch (healthchecks-style): beat pings it every few minutes; silence means beat is down.
+    heartbeat_url: str | None = None
     timezone: str = "UTC"
     # How long a beat that stopped renewing its Redis lock (killed, host gone) keeps a standby beat waiting.
     beat_lock_seconds: int = Field(default=150, ge=5)
@@ -49,4 +51,28 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    settings = Settings()
+    remember_secrets(settings)
+    return settings
+
+
+def remember_secrets(settings: Settings) -> None:
+    """The passwords in the service URLs (and the heartbeat URL's token) are masked in every text we write."""
+    from config.secrets import remember, url_secrets
+
+    urls = (settings.database_url, settings.broker_url, settings.result_backend)
+    remember(value for url in urls for value in url_secrets(url))
+    remember(heartbeat_secrets(settings.heartbeat_url))
+
+
+def heartbeat_secrets(url: str | None) -> set[str]:
+    """A check URL is its own secret (healthchecks.io: /ping/<uuid>): every path segment and query value."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from config.secrets import url_secrets
+
+    if not url:
+        return set()
+    parts = urlsplit(url)
+    segments = {segment for segment in parts.path.split("/") if segment and segment != "ping"}
+    return url_secrets(url) | segments | {value for _, value in parse_qsl(parts.query)}
