@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from alerts.decide import SilenceWindow
 from alerts.lifecycle import EvaluationResult, active_silences, evaluate_practice
+from alerts.owed import settle_evaluation
 from config import Config, ConfigError, Practice
 from storage.db import get_engine
 from storage.models import utcnow
@@ -46,6 +47,12 @@ def read_silences(connection: Connection, now: dt.datetime) -> list[SilenceWindo
 
 def evaluate_in_transaction(connection: Connection, config: Config, practice: Practice, as_of: dt.date,
                             now: dt.datetime, silences: list[SilenceWindow]) -> EvaluationResult:
-    """One practice in a transaction of its own: committed on success, rolled back on any error."""
+    """One practice in a transaction of its own: committed on success, rolled back on any error. On PostgreSQL two
+    evaluations of one practice take turns (a transaction-scoped advisory lock): run side by side, both would
+    insert the same new alert and one would fail on its unique key."""
     with Session(bind=connection, expire_on_commit=False) as session, session.begin():
-        return evaluate_practice(session, config, practice, as_of, now, silences)
+        if connection.dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"evaluate:{practice.id}"})
+        result = evaluate_practice(session, config, practice, as_of, now, silences)
+        settle_evaluation(session, practice.id, now)
+        return result

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from alerts.owed import owe_evaluation, owed_evaluations
 from feeds.inbox import list_inbox, process_inbox_file
 from feeds.ingest import IngestResult
 from storage.db import session_scope
+from storage.models import utcnow
 from tasks.context import current_config
 from worker.app import app
 from worker.settings import get_settings
@@ -17,9 +19,18 @@ log = logging.getLogger(__name__)
 
 @app.task(name="ingest.scan_inbox")
 def scan_inbox() -> list[str]:
+    """Every minute from beat: the files still in the inbox, and the evaluations still owed (their message may
+    have been lost with a broker that went down)."""
     paths = [str(path) for path in list_inbox(get_settings().inbox)]
     for path in paths:
         ingest_file.delay(path)
+    with session_scope() as session:
+        owed = owed_evaluations(session)
+    if owed:
+        from tasks.evaluate import evaluate_task
+
+        for practice in owed:
+            evaluate_task.delay(practice_id=practice)
     return paths
 
 
@@ -36,6 +47,8 @@ def ingest_file(path: str, evaluate: bool = True, settled: bool = False) -> dict
     if evaluate and (result.changed or result.status == "duplicate"):
         from tasks.evaluate import evaluate_task
 
+        with session_scope() as session:
+            owe_evaluation(session, result.practices, utcnow())
         for practice in result.practices:
             evaluate_task.delay(practice_id=practice)
     return result.as_dict()

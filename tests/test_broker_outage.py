@@ -35,11 +35,11 @@ WAITING_ON_LOCK = text(
 
 
 @contextmanager
-def alert_table_locked(database_url: str) -> Iterator[Connection]:
+def table_locked(database_url: str, table: str = "alert") -> Iterator[Connection]:
     engine = create_engine(database_url)
     connection = engine.connect()
     try:
-        connection.execute(text("LOCK TABLE alert IN ACCESS EXCLUSIVE MODE"))
+        connection.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
         yield connection
     finally:
         connection.rollback()
@@ -89,7 +89,7 @@ def test_a_task_running_across_a_redis_restart_neither_kills_the_worker_nor_lose
         env = stack_env(tmp_path / "var", postgres_url, server.url, teams_server, smtp_server)
         inbox = tmp_path / "var" / "inbox"
         with started_worker(env) as worker:
-            with alert_table_locked(postgres_url):
+            with table_locked(postgres_url):
                 drop_in_inbox(inbox, "breach.csv", f"kpi,period,value\ndenial_rate,{month},10.4\n")
                 vendorwatch("rerun", "ingest", env=env)
                 wait_until(lambda: waiting_on_lock(postgres_url), 60, "the evaluation to wait on the alert table")
@@ -105,5 +105,41 @@ def test_a_task_running_across_a_redis_restart_neither_kills_the_worker_nor_lose
             assert worker.process.poll() is None, "the worker exited:\n" + worker.tail()
 
     assert count(FeedFile, postgres_url) == 1
+    assert count(Notification, postgres_url) == 1
+    assert len(teams_server.requests) == 1 and len(smtp_server.messages) == 1
+
+
+def test_an_evaluation_asked_for_while_redis_is_down_is_made_up_by_the_next_inbox_scan(
+    tmp_path: Path, postgres_url: str, teams_server: CapturingHTTPSServer, smtp_server: CapturingSMTPServer,
+) -> None:
+    """The ingest stores the file while Redis is down, so its request for an evaluation cannot be sent, and Redis
+    comes back empty. The request was also written to the database, and the next scan (beat's, every minute)
+    enqueues it: the alert goes out once, minutes later, not the next morning."""
+    month = recent_months(1)[0]
+    with private_redis(tmp_path / "redis") as server:
+        env = stack_env(tmp_path / "var", postgres_url, server.url, teams_server, smtp_server)
+        with started_worker(env) as worker:
+            with table_locked(postgres_url, "feed_file"):
+                drop_in_inbox(tmp_path / "var" / "inbox", "breach.csv",
+                              f"kpi,period,value\ndenial_rate,{month},10.4\n")
+                vendorwatch("rerun", "ingest", env=env)
+                wait_until(lambda: waiting_on_lock(postgres_url), 60, "the ingest to wait on the feed_file table")
+                connected = reconnections(worker)
+                server.kill()
+            wait_until(lambda: any("ingest.file" in line and "raised" in line for line in worker.log), 60,
+                       "the ingest to fail to ask for its evaluation")
+            assert count(FeedFile, postgres_url) == 1, "the file was not stored"
+            server.start()  # empty: the evaluation was never queued
+            wait_until(lambda: reconnections(worker) > connected, 90, "the worker to reconnect")
+            time.sleep(3)
+            assert teams_server.requests == [], "an evaluation ran before the scan"
+
+            vendorwatch("rerun", "ingest", env=env)
+            teams_server.wait_for(1, timeout=60)
+            smtp_server.wait_for(1, timeout=60)
+            vendorwatch("rerun", "ingest", env=env)  # nothing is owed any more: no second evaluation, no message
+            time.sleep(5)
+            assert worker.process.poll() is None, "the worker exited:\n" + worker.tail()
+
     assert count(Notification, postgres_url) == 1
     assert len(teams_server.requests) == 1 and len(smtp_server.messages) == 1
