@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from celery.result import EagerResult
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from alerts.delivery import DeliveryIncomplete, Failure, classify, deliver, give_up
 from alerts.operator import enqueue_operator_alert
@@ -351,3 +351,63 @@ def test_dry_run_reaches_no_server_and_records_dry_run_attempts(
     assert status_of(notification_id) == "sent"
     assert teams_server.requests == [] and smtp_server.messages == []
     assert len(list((tmp_path / "dry-run").iterdir())) == 2
+
+
+def test_the_safety_net_counts_rounds_across_task_chains_and_gives_up_once(
+    tmp_path: Path, vw_env: dict[str, str], teams_server: CapturingHTTPSServer, smtp_server: CapturingSMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each new task chain used to start its retries at zero, so a notification whose chains kept getting lost (or
+    kept failing) was tried every 10 minutes for ever. The rounds are counted in the database now."""
+    from alerts.delivery import MAX_ROUNDS
+    from tasks.deliver import deliver_pending
+    from worker.app import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+    teams_server.responder = CapturingHTTPSServer([503]).responder
+    notification_id = critical_alert(tmp_path)
+    config = load_config(TEST_CONFIG)
+    for _ in range(MAX_ROUNDS - 1):
+        with pytest.raises(DeliveryIncomplete):
+            deliver_once(config, notification_id)
+    assert status_of(notification_id) == "pending"
+
+    # The last round, through the safety net (eager, so its chain runs here); then it is used up.
+    assert deliver_pending.apply().get() == [notification_id]
+    assert status_of(notification_id) == "failed"
+    assert len(teams_server.requests) == MAX_ROUNDS
+    with session_scope() as session:
+        assert session.get_one(Notification, notification_id).rounds == MAX_ROUNDS
+    [operator] = operator_notifications()
+    assert deliver_pending.apply().get() == [], "a failed notification is not picked up again"
+    assert [n.id for n in operator_notifications()] == [operator.id]
+
+
+def test_the_safety_net_takes_over_a_claim_whose_worker_is_gone(
+    tmp_path: Path, vw_env: dict[str, str], teams_server: CapturingHTTPSServer, smtp_server: CapturingSMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A notification left in 'sending' (its worker died, or lost the database, mid-delivery) used to stay there:
+    the safety net only looked at pending rows."""
+    import datetime as dt
+
+    from alerts.delivery import STALE_CLAIM, claim
+    from storage.models import utcnow
+    from tasks.deliver import deliver_pending
+    from worker.app import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+    notification_id = critical_alert(tmp_path)
+    with session_scope() as session:
+        assert claim(session, notification_id, utcnow(), token="dead-task")
+    with session_scope() as session:
+        assert not claim(session, notification_id, utcnow(), token="another-task"), "a live claim was taken"
+    assert deliver_pending.apply().get() == [], "a live claim was handed over"
+
+    with session_scope() as session:  # the claim's worker died a while ago
+        session.execute(update(Notification).values(claimed_at=utcnow() - STALE_CLAIM - dt.timedelta(minutes=1)))
+    assert status_of(notification_id) == "sending"
+    assert deliver_pending.apply().get() == [notification_id]
+
+    assert status_of(notification_id) == "sent"
+    assert len(teams_server.wait_for(1)) == 1 and len(smtp_server.wait_for(1)) == 1
