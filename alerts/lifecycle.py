@@ -7,12 +7,14 @@ leave an alert that changed state without its message, or a message for a change
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, replace
-from functools import cached_property
+from functools import cache, cached_property
+from itertools import groupby
 
-from sqlalchemy import bindparam, insert, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, insert, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.elements import CollationClause
 
 from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, decide, is_silenced
 from alerts.routes import MessageFacts, select_tags
@@ -43,17 +45,40 @@ PULSE_OVERDUE_RULE, PULSE_KPI = "pulse_overdue", "pulse"  # the staff check-in s
 AlertKey = tuple[str, str, str, str]  # (rule, vendor, kpi, segment)
 SeriesKey = tuple[str, str, str]  # (vendor, kpi, segment)
 
-# Built once with a bound practice id: building a statement and its cache key took longer than running it.
-# Ordered by series (observation_value's key order), so the series arrive one after another off a server-side
-# cursor and only one is ever held: read whole, a practice of 5 million values took 4.2 GB (issue 13).
-SERIES_QUERY = (select(Observation.series_id, Observation.vendor_id, Observation.kpi, Observation.segment,
-                       Observation.period, Observation.period_start, Observation.period_end, Observation.value)
-                .where(Observation.practice_id == bindparam("practice_id"))
-                .order_by(Observation.series_id, Observation.period_start, Observation.period_end)
-                # yield_per streams (a server-side cursor on PostgreSQL) in fetches of that many rows: a typical
-                # practice (hundreds of rows) still comes in one.
-                .execution_options(yield_per=10_000))
-ALERTS_QUERY = select(Alert).where(Alert.practice_id == bindparam("practice_id"))
+LOOSE_RULES = (FRESHNESS_RULE, PULSE_OVERDUE_RULE)  # alerts that belong to no series
+RECORD_EVERY = 1_000  # changed alerts written per batch: a practice with 100,000s of changes holds one batch
+
+
+def by_name(column: InstrumentedAttribute[str], dialect: str) -> CollationClause | InstrumentedAttribute[str]:
+    """Ordered as Python orders str (by code point): PostgreSQL's "C" collation, SQLite's default."""
+    return column.collate("C") if dialect == "postgresql" else column
+
+
+# Built once per dialect with a bound practice id: building a statement and its cache key took longer than running
+# it. yield_per streams them (server-side cursors on PostgreSQL) in fetches of that many rows, a typical practice's
+# hundreds still in one: read whole, a practice of 5 million values took 4.2 GB (issue 13). Both are in the order
+# of the series' names, so a series and its alerts meet as the two streams go, and alert ids, events and a
+# message's changes follow that order as they always have.
+@cache
+def series_query(dialect: str) -> Select[int, str, str, str, str, dt.date, dt.date, float]:
+    return (select(Observation.series_id, Observation.vendor_id, Observation.kpi, Observation.segment,
+                   Observation.period, Observation.period_start, Observation.period_end, Observation.value)
+            .where(Observation.practice_id == bindparam("practice_id"))
+            .order_by(*(by_name(column, dialect) for column in (Observation.vendor_id, Observation.kpi,
+                                                                Observation.segment)),
+                      Observation.period_start, Observation.period_end)
+            .execution_options(yield_per=10_000))
+
+
+@cache
+def series_alerts_query(dialect: str) -> Select[Alert]:
+    return (select(Alert).where(Alert.practice_id == bindparam("practice_id"), Alert.rule.not_in(LOOSE_RULES))
+            .order_by(*(by_name(column, dialect) for column in (Alert.vendor_id, Alert.kpi, Alert.segment)),
+                      Alert.rule)
+            .execution_options(yield_per=1_000))
+
+
+LOOSE_ALERTS_QUERY = select(Alert).where(Alert.practice_id == bindparam("practice_id"), Alert.rule.in_(LOOSE_RULES))
 CLOSINGS_QUERY = select(PulseSurvey.closed_on).where(PulseSurvey.practice_id == bindparam("practice_id"))
 # RETURNING with sort_by_parameter_order: one multi-row INSERT whose ids come back in the order given (a plain
 # executemany cost a round trip per row), so ids still follow the order things happened.
@@ -61,7 +86,7 @@ ALERT_INSERT = insert(Alert).returning(Alert.id, sort_by_parameter_order=True)
 EVENT_INSERT = insert(AlertEvent).returning(AlertEvent.id, sort_by_parameter_order=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One alert that changed in this evaluation; also the payload the message templates read."""
 
@@ -127,35 +152,38 @@ class Context:
 
 def evaluate_practice(session: Session, config: Config, practice: Practice, as_of: dt.date, now: dt.datetime,
                       silences: list[SilenceWindow] | None = None) -> EvaluationResult:
-    """`silences`: the active ones, when the caller read them once for a whole run; else read here."""
-    alerts = {(a.rule, a.vendor_id, a.kpi, a.segment): a
-              for a in session.scalars(ALERTS_QUERY, {"practice_id": practice.id})}
+    """`silences`: the active ones, when the caller read them once for a whole run; else read here.
+    One series and its alerts are held at a time, and changes are written every RECORD_EVERY, so memory does not
+    grow with the practice's size (only its Change list does, a few hundred bytes per change)."""
     if silences is None:
         silences = active_silences(session, now)
     context = Context(config, practice, as_of, now, silences)
-    by_series: dict[SeriesKey, list[Applied]] = {}
+    applied: list[Applied] = []
+    changes: list[Change] = []
     newest_ends: dict[str, dt.date] = {}
-    for key, points in stream_series(session, practice.id):
-        vendor_id, kpi_key, segment = key
+    for (vendor_id, kpi_key, segment), points, alerts in series_with_alerts(session, practice.id):
         end = points[-1].period_end
         newest_ends[vendor_id] = max(end, newest_ends.get(vendor_id, end))
-        if changed := evaluate_kpi(session, context, vendor_id, kpi_key, segment, points, alerts):
-            by_series[key] = changed
-    # Events in the order of the series' names, as before streaming: alert ids and a message's changes follow it.
-    applied = [item for key in sorted(by_series) for item in by_series[key]]
-    applied += evaluate_freshness(session, context, newest_ends, alerts)
-    applied += evaluate_pulse_overdue(session, context, alerts)
-    changes = record(session, applied)
+        applied += evaluate_kpi(session, context, vendor_id, kpi_key, segment, points, alerts)
+        if len(applied) >= RECORD_EVERY:
+            changes += record(session, applied)
+            applied = []
+    loose = {(a.rule, a.vendor_id, a.kpi, a.segment): a
+             for a in session.scalars(LOOSE_ALERTS_QUERY, {"practice_id": practice.id})}
+    applied += evaluate_freshness(session, context, newest_ends, loose)
+    applied += evaluate_pulse_overdue(session, context, loose)
+    changes += record(session, applied)
     notification_id = enqueue_message(session, config, practice, [c for c in changes if not c.muted], now)
     return EvaluationResult(practice.id, changes, notification_id)
 
 
 def record(session: Session, applied: list[Applied]) -> list[Change]:
-    """Write a practice's new alerts in one INSERT and then all its events, in the order they happened, in another.
-    Plain Core inserts: the ORM's unit of work cost more than the statements (a flush per event, before, cost two
-    round trips each). Changed existing alerts stay in the session and are flushed as before."""
+    """Write a batch of a practice's new alerts in one INSERT and then their events, in the order they happened, in
+    another. Plain Core inserts: the ORM's unit of work cost more than the statements (a flush per event, before,
+    cost two round trips each). Changed existing alerts are flushed with them, so the session lets them go."""
     if not applied:
         return []
+    session.flush()
     new = [item.alert for item in applied if item.alert.id is None]
     if new:
         inserted = session.connection().execute(ALERT_INSERT, [row_of(alert) for alert in new])
@@ -176,11 +204,36 @@ def row_of(instance: Alert | AlertEvent) -> dict[str, object]:
     return {key: value for key, value in vars(instance).items() if key in columns}
 
 
+def series_with_alerts(session: Session, practice_id: str
+                       ) -> Iterator[tuple[SeriesKey, list[Point], dict[AlertKey, Alert]]]:
+    """Each series of the practice, in name order, with its points (oldest first) and its alerts: two streams in
+    the same order, merged as they go. Alerts of a series without values are passed over, as ever."""
+    groups = alert_groups(session, practice_id)
+    try:
+        group = next(groups, None)
+        for key, points in stream_series(session, practice_id):
+            while group is not None and group[0] < key:
+                group = next(groups, None)
+            yield key, points, group[1] if group is not None and group[0] == key else {}
+    finally:
+        groups.close()  # its cursor, even when alerts outlast the series
+
+
+def alert_groups(session: Session, practice_id: str) -> Generator[tuple[SeriesKey, dict[AlertKey, Alert]]]:
+    result = session.scalars(series_alerts_query(session.get_bind().dialect.name), {"practice_id": practice_id})
+    try:
+        for key, alerts in groupby(result, key=lambda alert: (alert.vendor_id, alert.kpi, alert.segment)):
+            yield key, {(alert.rule, *key): alert for alert in alerts}
+    finally:
+        result.close()
+
+
 def stream_series(session: Session, practice_id: str) -> Iterator[tuple[SeriesKey, list[Point]]]:
     """Each series of the practice with its points, oldest first, one series at a time. Through the Core
     connection, a batch of rows at a time: plain column rows need none of the ORM's result machinery, and
     fetching row by row cost more than the query for hundreds of rows."""
-    result = session.connection().execute(SERIES_QUERY, {"practice_id": practice_id})
+    connection = session.connection()
+    result = connection.execute(series_query(connection.dialect.name), {"practice_id": practice_id})
     current: int | None = None
     key: SeriesKey = ("", "", "")
     points: list[Point] = []
