@@ -1,4 +1,5 @@
-"""Memory stays flat with the size of what comes in: evaluation holds one series of a practice at a time."""
+"""Memory stays flat with the size of what comes in: evaluation holds one series of a practice at a time, and a
+file with a survey's header is read whole only when it is as small as a survey export is."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ import json
 import shutil
 import subprocess
 import sys
+import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from config import load_config
+from sqlalchemy import select
+
+from config import BUNDLED_DIR, load_config
 from feeds.ingest import ingest_path
+from storage.db import session_scope
+from storage.models import FeedRejection
 from tests.conftest import TEST_CONFIG, subprocess_env
+from worker.demo.run import DATA_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 AS_OF = dt.date(2026, 11, 5)  # the October feed is not yet due: no freshness alert
@@ -22,6 +30,7 @@ BAD_SEGMENT = "provider:bad"
 # What the evaluation may add to the peak RSS of a process that has already imported the code, loaded the config
 # and connected. Read whole, the practice's 100,000 values took 78 MB above that; a series at a time, 17 MB.
 EVALUATION_GROWTH_LIMIT_KB = 40 * 1024
+SURVEY_READ_LIMIT_BYTES = 4 * 1024 * 1024  # Python allocations while refusing a 30 MB "survey": its head, no more
 
 
 def write_long_feed(path: Path) -> int:
@@ -68,3 +77,57 @@ def test_evaluating_a_practice_with_many_values_keeps_its_memory_flat(tmp_path: 
     growth_kb = measured["after_kb"] - measured["before_kb"]
     assert growth_kb < EVALUATION_GROWTH_LIMIT_KB, (
         f"evaluating {rows:,} values raised the peak RSS by {growth_kb / 1024:.0f} MB: the practice was held whole")
+
+
+def write_oversized_google_export(path: Path, megabytes: int) -> None:
+    """A Google Forms header, then rows up to `megabytes`: the shape of a survey, the size of no survey."""
+    row = "2026/10/30 9:15:00 AM MDT,Agree,Neutral,Front desk\n"
+    with path.open("w") as out:
+        out.write("Timestamp,I know who handles what,My workload is manageable,Team\n")
+        out.write(row * (megabytes * 1_000_000 // len(row) + 1))
+
+
+def test_an_oversized_survey_export_is_refused_unread(tmp_path: Path, postgres_url: str) -> None:
+    big = tmp_path / "pulse-huge.csv"
+    write_oversized_google_export(big, 30)
+    config = load_config(BUNDLED_DIR)
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        result = ingest_path(big, config, practice="oakridge-fm", database_url=postgres_url)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    seconds = time.perf_counter() - started
+
+    assert (result.kind, result.status) == ("pulse", "rejected")
+    assert peak < SURVEY_READ_LIMIT_BYTES, f"refusing it allocated {peak / 1e6:.1f} MB: the file was read"
+    message = result.problems[0].message
+    assert "pulse-huge.csv" in message and "30.0 MB" in message and "20 MB limit" in message, message
+    assert seconds < 30, f"refusing it took {seconds:.1f} s"
+    with session_scope(postgres_url) as session:
+        recorded = session.scalars(select(FeedRejection).where(FeedRejection.filename == big.name)).one()
+        assert recorded.errors == [problem.as_dict() for problem in result.problems]
+
+
+def config_with_survey_limit(directory: Path, limit: str) -> Path:
+    directory.mkdir()
+    for name in ("practices.yaml", "channels.yaml"):
+        shutil.copyfile(BUNDLED_DIR / name, directory / name)
+    surveys = (BUNDLED_DIR / "surveys.yaml").read_text()
+    assert surveys.count("max_export_mb: 20\n") == 1
+    (directory / "surveys.yaml").write_text(surveys.replace("max_export_mb: 20\n", f"max_export_mb: {limit}\n"))
+    return directory
+
+
+def test_a_normal_survey_export_is_read_and_the_limit_is_configurable(tmp_path: Path, postgres_url: str) -> None:
+    export = DATA_DIR / "oakridge-fm" / "pulse-2026-10-30.csv"
+    size_kb = export.stat().st_size / 1000
+    tight = load_config(config_with_survey_limit(tmp_path / "tight", f"{size_kb / 2 / 1000:g}"))
+    refused = ingest_path(export, tight, practice="oakridge-fm", database_url=postgres_url)
+    assert (refused.kind, refused.status) == ("pulse", "rejected")
+    assert f"over the {size_kb / 2 / 1000:g} MB limit" in refused.problems[0].message
+
+    accepted = ingest_path(export, load_config(BUNDLED_DIR), practice="oakridge-fm", database_url=postgres_url)
+    assert (accepted.kind, accepted.status) == ("pulse", "accepted") and accepted.rows > 0
