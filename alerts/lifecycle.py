@@ -7,10 +7,11 @@ leave an alert that changed state without its message, or a message for a change
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from functools import cache, cached_property
 from itertools import groupby
+from typing import TypeVar
 
 from sqlalchemy import Select, bindparam, insert, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -47,6 +48,12 @@ SeriesKey = tuple[str, str, str]  # (vendor, kpi, segment)
 
 LOOSE_RULES = (FRESHNESS_RULE, PULSE_OVERDUE_RULE)  # alerts that belong to no series
 RECORD_EVERY = 1_000  # changed alerts written per batch: a practice with 100,000s of changes holds one batch
+# Rows read in one round trip, as nearly every practice's are; a practice with more is streamed that many at a
+# time (a server-side cursor on PostgreSQL, which costs more round trips). Read whole, a practice of 5 million
+# values took 4.2 GB (issue 13).
+VALUES_AT_ONCE, ALERTS_AT_ONCE = 10_000, 1_000
+Q = TypeVar("Q")  # a query
+T = TypeVar("T")  # a row
 
 
 def by_name(column: InstrumentedAttribute[str], dialect: str) -> CollationClause | InstrumentedAttribute[str]:
@@ -55,30 +62,34 @@ def by_name(column: InstrumentedAttribute[str], dialect: str) -> CollationClause
 
 
 # Built once per dialect with a bound practice id: building a statement and its cache key took longer than running
-# it. yield_per streams them (server-side cursors on PostgreSQL) in fetches of that many rows, a typical practice's
-# hundreds still in one: read whole, a practice of 5 million values took 4.2 GB (issue 13). Both are in the order
-# of the series' names, so a series and its alerts meet as the two streams go, and alert ids, events and a
-# message's changes follow that order as they always have.
+# it. Each comes as (at most the rows read at once, plus one; all of them, streamed). Both orders are the series'
+# names, so a series and its alerts meet as the two go, and alert ids, events and a message's changes follow that
+# order as they always have.
 @cache
-def series_query(dialect: str) -> Select[int, str, str, str, str, dt.date, dt.date, float]:
-    return (select(Observation.series_id, Observation.vendor_id, Observation.kpi, Observation.segment,
-                   Observation.period, Observation.period_start, Observation.period_end, Observation.value)
-            .where(Observation.practice_id == bindparam("practice_id"))
-            .order_by(*(by_name(column, dialect) for column in (Observation.vendor_id, Observation.kpi,
-                                                                Observation.segment)),
-                      Observation.period_start, Observation.period_end)
-            .execution_options(yield_per=10_000))
+def series_queries(dialect: str) -> tuple[Select[int, str, str, str, str, dt.date, dt.date, float], ...]:
+    query = (select(Observation.series_id, Observation.vendor_id, Observation.kpi, Observation.segment,
+                    Observation.period, Observation.period_start, Observation.period_end, Observation.value)
+             .where(Observation.practice_id == bindparam("practice_id"))
+             .order_by(*(by_name(column, dialect) for column in (Observation.vendor_id, Observation.kpi,
+                                                                 Observation.segment)),
+                       Observation.period_start, Observation.period_end))
+    return query.limit(VALUES_AT_ONCE + 1), query.execution_options(yield_per=VALUES_AT_ONCE)
 
 
 @cache
-def series_alerts_query(dialect: str) -> Select[Alert]:
-    return (select(Alert).where(Alert.practice_id == bindparam("practice_id"), Alert.rule.not_in(LOOSE_RULES))
-            .order_by(*(by_name(column, dialect) for column in (Alert.vendor_id, Alert.kpi, Alert.segment)),
-                      Alert.rule)
-            .execution_options(yield_per=1_000))
+def alert_queries(dialect: str) -> tuple[Select[Alert], ...]:
+    query = (select(Alert).where(Alert.practice_id == bindparam("practice_id"))
+             .order_by(*(by_name(column, dialect) for column in (Alert.vendor_id, Alert.kpi, Alert.segment)),
+                       Alert.rule))
+    return query.limit(ALERTS_AT_ONCE + 1), query.execution_options(yield_per=ALERTS_AT_ONCE)
 
 
-LOOSE_ALERTS_QUERY = select(Alert).where(Alert.practice_id == bindparam("practice_id"), Alert.rule.in_(LOOSE_RULES))
+def whole_or_streamed(run: Callable[[Q], Iterable[T]], queries: tuple[Q, ...], at_once: int) -> Iterable[T]:
+    """The rows of the first query if it found no more than `at_once`; else all rows again, from the second."""
+    rows = list(run(queries[0]))
+    return rows if len(rows) <= at_once else run(queries[1])
+
+
 CLOSINGS_QUERY = select(PulseSurvey.closed_on).where(PulseSurvey.practice_id == bindparam("practice_id"))
 # RETURNING with sort_by_parameter_order: one multi-row INSERT whose ids come back in the order given (a plain
 # executemany cost a round trip per row), so ids still follow the order things happened.
@@ -86,7 +97,7 @@ ALERT_INSERT = insert(Alert).returning(Alert.id, sort_by_parameter_order=True)
 EVENT_INSERT = insert(AlertEvent).returning(AlertEvent.id, sort_by_parameter_order=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Change:
     """One alert that changed in this evaluation; also the payload the message templates read."""
 
@@ -154,22 +165,21 @@ def evaluate_practice(session: Session, config: Config, practice: Practice, as_o
                       silences: list[SilenceWindow] | None = None) -> EvaluationResult:
     """`silences`: the active ones, when the caller read them once for a whole run; else read here.
     One series and its alerts are held at a time, and changes are written every RECORD_EVERY, so memory does not
-    grow with the practice's size (only its Change list does, a few hundred bytes per change)."""
+    grow with the practice's size (only its Change list does, about a kilobyte per change)."""
     if silences is None:
         silences = active_silences(session, now)
     context = Context(config, practice, as_of, now, silences)
     applied: list[Applied] = []
     changes: list[Change] = []
     newest_ends: dict[str, dt.date] = {}
-    for (vendor_id, kpi_key, segment), points, alerts in series_with_alerts(session, practice.id):
+    loose: dict[AlertKey, Alert] = {}
+    for (vendor_id, kpi_key, segment), points, alerts in series_with_alerts(session, practice.id, loose):
         end = points[-1].period_end
         newest_ends[vendor_id] = max(end, newest_ends.get(vendor_id, end))
         applied += evaluate_kpi(session, context, vendor_id, kpi_key, segment, points, alerts)
         if len(applied) >= RECORD_EVERY:
             changes += record(session, applied)
             applied = []
-    loose = {(a.rule, a.vendor_id, a.kpi, a.segment): a
-             for a in session.scalars(LOOSE_ALERTS_QUERY, {"practice_id": practice.id})}
     applied += evaluate_freshness(session, context, newest_ends, loose)
     applied += evaluate_pulse_overdue(session, context, loose)
     changes += record(session, applied)
@@ -204,46 +214,53 @@ def row_of(instance: Alert | AlertEvent) -> dict[str, object]:
     return {key: value for key, value in vars(instance).items() if key in columns}
 
 
-def series_with_alerts(session: Session, practice_id: str
+def series_with_alerts(session: Session, practice_id: str, loose: dict[AlertKey, Alert]
                        ) -> Iterator[tuple[SeriesKey, list[Point], dict[AlertKey, Alert]]]:
     """Each series of the practice, in name order, with its points (oldest first) and its alerts: two streams in
-    the same order, merged as they go. Alerts of a series without values are passed over, as ever."""
-    groups = alert_groups(session, practice_id)
-    try:
-        group = next(groups, None)
-        for key, points in stream_series(session, practice_id):
-            while group is not None and group[0] < key:
-                group = next(groups, None)
-            yield key, points, group[1] if group is not None and group[0] == key else {}
-    finally:
-        groups.close()  # its cursor, even when alerts outlast the series
+    the same order, merged as they go. Alerts of a series without values are passed over, as ever; those of no
+    series (freshness, pulse overdue) are put in `loose`, all of them by the time the series are done."""
+    groups = alert_groups(session, practice_id, loose)
+    group = next(groups, None)
+    for key, points in stream_series(session, practice_id):
+        while group is not None and group[0] < key:
+            group = next(groups, None)
+        yield key, points, group[1] if group is not None and group[0] == key else {}
+    for _ in groups:
+        pass  # the alerts after the last series: loose ones among them
 
 
-def alert_groups(session: Session, practice_id: str) -> Generator[tuple[SeriesKey, dict[AlertKey, Alert]]]:
-    result = session.scalars(series_alerts_query(session.get_bind().dialect.name), {"practice_id": practice_id})
-    try:
-        for key, alerts in groupby(result, key=lambda alert: (alert.vendor_id, alert.kpi, alert.segment)):
-            yield key, {(alert.rule, *key): alert for alert in alerts}
-    finally:
-        result.close()
+def alert_groups(session: Session, practice_id: str, loose: dict[AlertKey, Alert]
+                 ) -> Iterator[tuple[SeriesKey, dict[AlertKey, Alert]]]:
+    queries = alert_queries(session.get_bind().dialect.name)
+    alerts = whole_or_streamed(lambda query: session.scalars(query, {"practice_id": practice_id}), queries,
+                               ALERTS_AT_ONCE)
+    for key, group in groupby(of_series(alerts, loose), key=lambda alert: (alert.vendor_id, alert.kpi, alert.segment)):
+        yield key, {(alert.rule, *key): alert for alert in group}
+
+
+def of_series(alerts: Iterable[Alert], loose: dict[AlertKey, Alert]) -> Iterator[Alert]:
+    for alert in alerts:
+        if alert.rule in LOOSE_RULES:
+            loose[(alert.rule, alert.vendor_id, alert.kpi, alert.segment)] = alert
+        else:
+            yield alert
 
 
 def stream_series(session: Session, practice_id: str) -> Iterator[tuple[SeriesKey, list[Point]]]:
     """Each series of the practice with its points, oldest first, one series at a time. Through the Core
-    connection, a batch of rows at a time: plain column rows need none of the ORM's result machinery, and
-    fetching row by row cost more than the query for hundreds of rows."""
+    connection: plain column rows need none of the ORM's result machinery."""
     connection = session.connection()
-    result = connection.execute(series_query(connection.dialect.name), {"practice_id": practice_id})
+    rows = whole_or_streamed(lambda query: connection.execute(query, {"practice_id": practice_id}),
+                             series_queries(connection.dialect.name), VALUES_AT_ONCE)
     current: int | None = None
     key: SeriesKey = ("", "", "")
     points: list[Point] = []
-    for batch in result.partitions():
-        for series_id, vendor_id, kpi, segment, period, start, end, value in batch:
-            if series_id != current:
-                if points:
-                    yield key, points
-                current, key, points = series_id, (vendor_id, kpi, segment), []
-            points.append(Point(period, start, end, value))
+    for series_id, vendor_id, kpi, segment, period, start, end, value in rows:
+        if series_id != current:
+            if points:
+                yield key, points
+            current, key, points = series_id, (vendor_id, kpi, segment), []
+        points.append(Point(period, start, end, value))
     if points:
         yield key, points
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -13,13 +14,17 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
+import alerts.lifecycle as lifecycle
+from alerts.evaluate import evaluate_practices
 from config import BUNDLED_DIR, load_config
 from feeds.ingest import ingest_path
-from storage.db import session_scope
-from storage.models import FeedRejection
+from storage.db import engine_for, session_scope, upgrade
+from storage.models import Alert, FeedRejection
 from tests.conftest import TEST_CONFIG, subprocess_env
+from tests.support.services import drop_postgres_database, fresh_postgres_database
 from worker.demo.run import DATA_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,3 +136,62 @@ def test_a_normal_survey_export_is_read_and_the_limit_is_configurable(tmp_path: 
 
     accepted = ingest_path(export, load_config(BUNDLED_DIR), practice="oakridge-fm", database_url=postgres_url)
     assert (accepted.kind, accepted.status) == ("pulse", "accepted") and accepted.rows > 0
+
+
+# -- a practice read in small pieces decides exactly as one read in one go ------------------------------------
+KPI_RANGES = {"denial_rate": (4.0, 12.0), "days_in_ar": (36.0, 54.0), "clean_claim_rate": (86.0, 99.0)}
+# Names whose order differs between byte order and a linguistic collation: the series and their alerts must meet.
+NAMES = ["all", "provider:Alpha", "provider:alpha", "provider:Ärzte", "provider:beta", "provider:Zeta", "provider:_x"]
+
+
+def write_churning_feed(path: Path) -> None:
+    """Values wandering across the thresholds, so alerts open, escalate, repeat and resolve month after month."""
+    rng = random.Random(13)
+    lines = ["practice,vendor,kpi,period,value,segment\n"]
+    for kpi, (low, high) in KPI_RANGES.items():
+        for segment in NAMES:
+            lines += [f"maple-clinic,claimright,{kpi},{month},{rng.uniform(low, high):.1f},{segment}\n"
+                      for month in MONTHS]
+    path.write_text("".join(lines))
+
+
+def month_by_month(config_dir: Path, feed: Path, database_url: str) -> tuple[list[list[dict[str, Any]]], list[Any]]:
+    """Evaluations on the 15th of every month from 2025-02 to 2026-11: what each told, and the alerts at the end."""
+    ingest_path(feed, load_config(config_dir), source="test", today=AS_OF, database_url=database_url)
+    told = []
+    for index in range(22):
+        day = dt.date(2025 + (1 + index) // 12, (1 + index) % 12 + 1, 15)
+        results = evaluate_practices(load_config(config_dir), as_of=day, now=dt.datetime.combine(day, dt.time(12),
+                                                                                                  dt.UTC),
+                                     database_url=database_url)
+        told.append([change.__dict__ for result in results for change in result.changes])
+    with session_scope(database_url) as session:
+        alerts = [tuple(getattr(alert, column.key) for column in Alert.__table__.columns)
+                  for alert in session.scalars(select(Alert).order_by(Alert.id))]
+    return told, alerts
+
+
+def test_a_practice_read_in_small_pieces_is_judged_as_one_read_whole(tmp_path: Path, postgres_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    config_dir, feed = quiet_config(tmp_path / "config"), tmp_path / "churn.csv"
+    write_churning_feed(feed)
+    whole = month_by_month(config_dir, feed, postgres_url)
+
+    # Values streamed 7 rows at a time (series cut in the middle), alerts 3 at a time, changes written 2 at a time.
+    for name, value in (("VALUES_AT_ONCE", 7), ("ALERTS_AT_ONCE", 3), ("RECORD_EVERY", 2)):
+        monkeypatch.setattr(lifecycle, name, value)
+    lifecycle.series_queries.cache_clear()
+    lifecycle.alert_queries.cache_clear()
+    second = fresh_postgres_database()
+    try:
+        upgrade(second)
+        pieces = month_by_month(config_dir, feed, second)
+    finally:
+        engine_for(second).dispose()
+        drop_postgres_database(second)
+        lifecycle.series_queries.cache_clear()
+        lifecycle.alert_queries.cache_clear()
+
+    assert sum(len(told) for told in whole[0]) > 50, "the feed churns: many changes to compare"
+    assert len(whole[1]) > 3 * 2, "several fetches of alerts in the small pieces"
+    assert pieces == whole
