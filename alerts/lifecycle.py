@@ -7,12 +7,15 @@ leave an alert that changed state without its message, or a message for a change
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
-from functools import cached_property
+from functools import cache, cached_property
+from itertools import groupby
+from typing import TypeVar
 
-from sqlalchemy import bindparam, insert, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, insert, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.elements import CollationClause
 
 from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, decide, is_silenced
 from alerts.routes import MessageFacts, select_tags
@@ -41,13 +44,52 @@ FRESHNESS_RULE = "freshness"
 FEED_KPI = "feed"
 PULSE_OVERDUE_RULE, PULSE_KPI = "pulse_overdue", "pulse"  # the staff check-in schedule (pulse/schedule.py)
 AlertKey = tuple[str, str, str, str]  # (rule, vendor, kpi, segment)
+SeriesKey = tuple[str, str, str]  # (vendor, kpi, segment)
 
-# Built once with a bound practice id: building a statement and its cache key took longer than running it.
-SERIES_QUERY = (select(Observation.vendor_id, Observation.kpi, Observation.segment, Observation.period,
-                       Observation.period_start, Observation.period_end, Observation.value)
-                .where(Observation.practice_id == bindparam("practice_id"))
-                .order_by(Observation.period_start, Observation.period_end))
-ALERTS_QUERY = select(Alert).where(Alert.practice_id == bindparam("practice_id"))
+LOOSE_RULES = (FRESHNESS_RULE, PULSE_OVERDUE_RULE)  # alerts that belong to no series
+RECORD_EVERY = 1_000  # changed alerts written per batch: a practice with 100,000s of changes holds one batch
+# Rows read in one round trip, as nearly every practice's are; a practice with more is streamed that many at a
+# time (a server-side cursor on PostgreSQL, which costs more round trips). Read whole, a practice of 5 million
+# values took 4.2 GB (issue 13).
+VALUES_AT_ONCE, ALERTS_AT_ONCE = 10_000, 1_000
+Q = TypeVar("Q")  # a query
+T = TypeVar("T")  # a row
+
+
+def by_name(column: InstrumentedAttribute[str], dialect: str) -> CollationClause | InstrumentedAttribute[str]:
+    """Ordered as Python orders str (by code point): PostgreSQL's "C" collation, SQLite's default."""
+    return column.collate("C") if dialect == "postgresql" else column
+
+
+# Built once per dialect with a bound practice id: building a statement and its cache key took longer than running
+# it. Each comes as (at most the rows read at once, plus one; all of them, streamed). Both orders are the series'
+# names, so a series and its alerts meet as the two go, and alert ids, events and a message's changes follow that
+# order as they always have.
+@cache
+def series_queries(dialect: str) -> tuple[Select[int, str, str, str, str, dt.date, dt.date, float], ...]:
+    query = (select(Observation.series_id, Observation.vendor_id, Observation.kpi, Observation.segment,
+                    Observation.period, Observation.period_start, Observation.period_end, Observation.value)
+             .where(Observation.practice_id == bindparam("practice_id"))
+             .order_by(*(by_name(column, dialect) for column in (Observation.vendor_id, Observation.kpi,
+                                                                 Observation.segment)),
+                       Observation.period_start, Observation.period_end))
+    return query.limit(VALUES_AT_ONCE + 1), query.execution_options(yield_per=VALUES_AT_ONCE)
+
+
+@cache
+def alert_queries(dialect: str) -> tuple[Select[Alert], ...]:
+    query = (select(Alert).where(Alert.practice_id == bindparam("practice_id"))
+             .order_by(*(by_name(column, dialect) for column in (Alert.vendor_id, Alert.kpi, Alert.segment)),
+                       Alert.rule))
+    return query.limit(ALERTS_AT_ONCE + 1), query.execution_options(yield_per=ALERTS_AT_ONCE)
+
+
+def whole_or_streamed(run: Callable[[Q], Iterable[T]], queries: tuple[Q, ...], at_once: int) -> Iterable[T]:
+    """The rows of the first query if it found no more than `at_once`; else all rows again, from the second."""
+    rows = list(run(queries[0]))
+    return rows if len(rows) <= at_once else run(queries[1])
+
+
 CLOSINGS_QUERY = select(PulseSurvey.closed_on).where(PulseSurvey.practice_id == bindparam("practice_id"))
 # RETURNING with sort_by_parameter_order: one multi-row INSERT whose ids come back in the order given (a plain
 # executemany cost a round trip per row), so ids still follow the order things happened.
@@ -121,29 +163,37 @@ class Context:
 
 def evaluate_practice(session: Session, config: Config, practice: Practice, as_of: dt.date, now: dt.datetime,
                       silences: list[SilenceWindow] | None = None) -> EvaluationResult:
-    """`silences`: the active ones, when the caller read them once for a whole run; else read here."""
-    series = load_series(session, practice.id)
-    alerts = {(a.rule, a.vendor_id, a.kpi, a.segment): a
-              for a in session.scalars(ALERTS_QUERY, {"practice_id": practice.id})}
+    """`silences`: the active ones, when the caller read them once for a whole run; else read here.
+    One series and its alerts are held at a time, and changes are written every RECORD_EVERY, so memory does not
+    grow with the practice's size (only its Change list does, about a kilobyte per change)."""
     if silences is None:
         silences = active_silences(session, now)
     context = Context(config, practice, as_of, now, silences)
     applied: list[Applied] = []
-    for (vendor_id, kpi_key, segment), points in sorted(series.items()):
+    changes: list[Change] = []
+    newest_ends: dict[str, dt.date] = {}
+    loose: dict[AlertKey, Alert] = {}
+    for (vendor_id, kpi_key, segment), points, alerts in series_with_alerts(session, practice.id, loose):
+        end = points[-1].period_end
+        newest_ends[vendor_id] = max(end, newest_ends.get(vendor_id, end))
         applied += evaluate_kpi(session, context, vendor_id, kpi_key, segment, points, alerts)
-    applied += evaluate_freshness(session, context, series, alerts)
-    applied += evaluate_pulse_overdue(session, context, alerts)
-    changes = record(session, applied)
+        if len(applied) >= RECORD_EVERY:
+            changes += record(session, applied)
+            applied = []
+    applied += evaluate_freshness(session, context, newest_ends, loose)
+    applied += evaluate_pulse_overdue(session, context, loose)
+    changes += record(session, applied)
     notification_id = enqueue_message(session, config, practice, [c for c in changes if not c.muted], now)
     return EvaluationResult(practice.id, changes, notification_id)
 
 
 def record(session: Session, applied: list[Applied]) -> list[Change]:
-    """Write a practice's new alerts in one INSERT and then all its events, in the order they happened, in another.
-    Plain Core inserts: the ORM's unit of work cost more than the statements (a flush per event, before, cost two
-    round trips each). Changed existing alerts stay in the session and are flushed as before."""
+    """Write a batch of a practice's new alerts in one INSERT and then their events, in the order they happened, in
+    another. Plain Core inserts: the ORM's unit of work cost more than the statements (a flush per event, before,
+    cost two round trips each). Changed existing alerts are flushed with them, so the session lets them go."""
     if not applied:
         return []
+    session.flush()
     new = [item.alert for item in applied if item.alert.id is None]
     if new:
         inserted = session.connection().execute(ALERT_INSERT, [row_of(alert) for alert in new])
@@ -164,14 +214,55 @@ def row_of(instance: Alert | AlertEvent) -> dict[str, object]:
     return {key: value for key, value in vars(instance).items() if key in columns}
 
 
-def load_series(session: Session, practice_id: str) -> dict[tuple[str, str, str], list[Point]]:
-    series: dict[tuple[str, str, str], list[Point]] = defaultdict(list)
-    # Through the Core connection and fetched whole: plain column rows need none of the ORM's result machinery,
-    # and iterating a Core result fetches row by row; either cost more than the query for hundreds of rows.
-    rows = session.connection().execute(SERIES_QUERY, {"practice_id": practice_id}).all()
-    for vendor_id, kpi, segment, period, start, end, value in rows:
-        series[(vendor_id, kpi, segment)].append(Point(period, start, end, value))
-    return series
+def series_with_alerts(session: Session, practice_id: str, loose: dict[AlertKey, Alert]
+                       ) -> Iterator[tuple[SeriesKey, list[Point], dict[AlertKey, Alert]]]:
+    """Each series of the practice, in name order, with its points (oldest first) and its alerts: two streams in
+    the same order, merged as they go. Alerts of a series without values are passed over, as ever; those of no
+    series (freshness, pulse overdue) are put in `loose`, all of them by the time the series are done."""
+    groups = alert_groups(session, practice_id, loose)
+    group = next(groups, None)
+    for key, points in stream_series(session, practice_id):
+        while group is not None and group[0] < key:
+            group = next(groups, None)
+        yield key, points, group[1] if group is not None and group[0] == key else {}
+    for _ in groups:
+        pass  # the alerts after the last series: loose ones among them
+
+
+def alert_groups(session: Session, practice_id: str, loose: dict[AlertKey, Alert]
+                 ) -> Iterator[tuple[SeriesKey, dict[AlertKey, Alert]]]:
+    queries = alert_queries(session.get_bind().dialect.name)
+    alerts = whole_or_streamed(lambda query: session.scalars(query, {"practice_id": practice_id}), queries,
+                               ALERTS_AT_ONCE)
+    for key, group in groupby(of_series(alerts, loose), key=lambda alert: (alert.vendor_id, alert.kpi, alert.segment)):
+        yield key, {(alert.rule, *key): alert for alert in group}
+
+
+def of_series(alerts: Iterable[Alert], loose: dict[AlertKey, Alert]) -> Iterator[Alert]:
+    for alert in alerts:
+        if alert.rule in LOOSE_RULES:
+            loose[(alert.rule, alert.vendor_id, alert.kpi, alert.segment)] = alert
+        else:
+            yield alert
+
+
+def stream_series(session: Session, practice_id: str) -> Iterator[tuple[SeriesKey, list[Point]]]:
+    """Each series of the practice with its points, oldest first, one series at a time. Through the Core
+    connection: plain column rows need none of the ORM's result machinery."""
+    connection = session.connection()
+    rows = whole_or_streamed(lambda query: connection.execute(query, {"practice_id": practice_id}),
+                             series_queries(connection.dialect.name), VALUES_AT_ONCE)
+    current: int | None = None
+    key: SeriesKey = ("", "", "")
+    points: list[Point] = []
+    for series_id, vendor_id, kpi, segment, period, start, end, value in rows:
+        if series_id != current:
+            if points:
+                yield key, points
+            current, key, points = series_id, (vendor_id, kpi, segment), []
+        points.append(Point(period, start, end, value))
+    if points:
+        yield key, points
 
 
 def active_silences(session: Session, now: dt.datetime) -> list[SilenceWindow]:
@@ -289,14 +380,14 @@ def apply_event(session: Session, alert: Alert | None, event: str, verdict: Verd
     return alert, AlertEvent(event=label, severity=alert.severity, value=verdict.value, period=verdict.period, at=now)
 
 
-def evaluate_freshness(session: Session, context: Context, series: dict[tuple[str, str, str], list[Point]],
+def evaluate_freshness(session: Session, context: Context, newest_ends: dict[str, dt.date],
                        alerts: dict[AlertKey, Alert]) -> list[Applied]:
     """One 'feed late' alert per vendor: warning once a feed is past its grace days, critical when a second
-    period is overdue; resolved when the feed arrives."""
+    period is overdue; resolved when the feed arrives. `newest_ends`: per vendor, the latest of its series' last
+    period ends (absent for a vendor that never sent anything)."""
     applied = []
     for vendor in context.practice.vendors:
-        ends = [points[-1].period_end for (vendor_id, _, _), points in series.items() if vendor_id == vendor.id]
-        due = next_due(vendor, max(ends) if ends else None, context.as_of)
+        due = next_due(vendor, newest_ends.get(vendor.id), context.as_of)
         alert = alerts.get((FRESHNESS_RULE, vendor.id, FEED_KPI, "all"))
         if alert is not None and alert.state == "firing" and due.late and alert.period != due.expected_period:
             alert.state = "resolved"  # the earlier period arrived and a newer one is missing: a new lateness

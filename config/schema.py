@@ -286,6 +286,8 @@ class SurveyQuestion(Strict):
 
 class SurveysFile(Strict):
     min_group_size: int = Field(default=5, ge=1)
+    # A survey export is read whole (it is kilobytes: one row per staff member); anything bigger is the wrong file.
+    max_export_mb: float = Field(default=20, gt=0)
     scales: dict[str, SurveyScale] = Field(default_factory=dict)
     questions: list[SurveyQuestion] = Field(default_factory=list)
 

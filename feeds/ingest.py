@@ -111,10 +111,10 @@ def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path 
     inferred = origin_from_inbox(path, inbox)
     origin = FeedOrigin(practice or inferred.practice_id, vendor or inferred.vendor_id)
     if survey_tool or is_pulse_export(fp.head):
-        from pulse.ingest import ingest_pulse_export
+        from pulse.ingest import ingest_pulse_file
 
-        return ingest_pulse_export(path, path.read_bytes(), config, origin.practice_id, database_url=database_url,
-                                   survey_tool=survey_tool, source=source, today=today)
+        return ingest_pulse_file(path, fp, config, origin.practice_id, database_url=database_url,
+                                 survey_tool=survey_tool, source=source, today=today)
     return ingest_feed(path, fp, config, origin, source=source, today=today or dt.date.today(),
                        database_url=database_url, fast=fast)
 

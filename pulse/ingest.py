@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from config import Config, Practice
 from config.schema import SurveysFile
 from feeds.ingest import IngestResult, record_rejection
+from feeds.parse import Fingerprint
 from feeds.periods import Period
 from feeds.store import DuplicateFile, StoreCounts, claim_file, merge, prepare_staging, stage
 from feeds.validate import ObservationIn, Problem
@@ -43,6 +44,24 @@ class Summary:
 
 class OlderExport(Exception):
     """An earlier export of a survey whose later export (more responses) is already stored."""
+
+
+def ingest_pulse_file(path: Path, fp: Fingerprint, config: Config, practice_id: str | None, *,
+                      database_url: str | None = None, survey_tool: str | None = None, source: str = "cli",
+                      today: dt.date | None = None) -> IngestResult:
+    """An export is read whole, so one over surveys.yaml's `max_export_mb` is refused before it is read (a 200 MB
+    file with a survey's header once took 3 GB)."""
+    limit_mb = config.surveys.max_export_mb
+    if fp.size > limit_mb * 1_000_000:
+        return reject(path, fp.sha256, source, [too_big(path, fp.size, limit_mb)], database_url)
+    return ingest_pulse_export(path, path.read_bytes(), config, practice_id, database_url=database_url,
+                               survey_tool=survey_tool, source=source, today=today)
+
+
+def too_big(path: Path, size: int, limit_mb: float) -> Problem:
+    return Problem(1, None, None, f"{path.name} is {size / 1_000_000:,.1f} MB, over the {limit_mb:g} MB limit for a "
+                                  "survey export (max_export_mb in surveys.yaml); a staff pulse export is a few "
+                                  "kilobytes: is this the right file?")
 
 
 def ingest_pulse_export(path: Path, data: bytes, config: Config, practice_id: str | None, *,
