@@ -49,7 +49,7 @@ FAST_CHECKS = ("streamed", "postgresql")
 @dataclass
 class IngestResult:
     path: str
-    status: str  # accepted | duplicate | rejected
+    status: str  # accepted | duplicate | rejected | ignored (not a regular file: set aside unread, feeds.inbox)
     kind: str = "feed"  # feed | pulse
     rows: int = 0
     counts: StoreCounts | None = None
