@@ -36,7 +36,7 @@ from tempfile import TemporaryDirectory
 from config import Config
 from feeds.ingest import IngestResult, file_away, ingest_path, is_pulse_export, origin_from_inbox, record_rejection
 from feeds.parse import fingerprint
-from feeds.validate import Problem
+from feeds.validate import FeedOrigin, Problem
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def ingest_pinned(path: Path, config: Config, settings: Settings, unfinished: in
     try:
         with pinned(path, settings.inbox) as readable:
             if unfinished >= MAX_UNFINISHED:
-                result = set_aside(readable, unfinished, settings.database_url)
+                result = set_aside(readable, unfinished, settings.database_url, origin)
             else:
                 result = ingest_path(readable, config, source="inbox", practice=origin.practice_id,
                                      vendor=origin.vendor_id, database_url=settings.database_url)
@@ -278,11 +278,11 @@ def write_count(fd: int, count: int) -> None:
     os.fsync(fd)  # a kill right after must still find it counted
 
 
-def set_aside(path: Path, unfinished: int, database_url: str | None) -> IngestResult:
+def set_aside(path: Path, unfinished: int, database_url: str | None, origin: FeedOrigin) -> IngestResult:
     fp = fingerprint(path)
     problem = Problem(1, None, None, f"ingesting this file killed the worker {unfinished} times before it finished "
                       "(out of memory, or a crash); it was set aside so the other files keep flowing. Check the "
                       "worker's log and memory, then drop the file in the inbox again.")
-    record_rejection(path, fp.sha256, "inbox", [problem], database_url)
+    record_rejection(path, fp.sha256, "inbox", [problem], database_url, origin)
     kind = "pulse" if is_pulse_export(fp.head) else "feed"
     return IngestResult(str(path), "rejected", kind=kind, problems=[problem], problem_count=1)

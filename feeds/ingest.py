@@ -137,19 +137,22 @@ def ingest_feed(path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
             if feed.practice_id is None and len(practices) == 1:
                 feed.practice_id = practices[0]
     except DuplicateFile:
-        return IngestResult(str(path), "duplicate", practices=practices_of_file(fp.sha256, database_url))
+        return IngestResult(str(path), "duplicate", practices=practices_of_file(fp.sha256, origin, database_url))
     except FileRejected as rejected:
-        record_rejection(path, fp.sha256, source, list(rejected.problems), database_url)
+        record_rejection(path, fp.sha256, source, list(rejected.problems), database_url, origin)
         return IngestResult(str(path), "rejected", problems=list(rejected.problems),
                             problem_count=rejected.problems.total)
     return IngestResult(str(path), "accepted", rows=rows, counts=counts, practices=practices, checked_in=checked_in)
 
 
-def practices_of_file(sha256: str, database_url: str | None) -> list[str]:
-    """The practices an earlier copy of these bytes stored values for: a duplicate may be the retry of an ingest
-    whose worker died after committing and before asking for the evaluation, which the caller then asks for."""
+def practices_of_file(sha256: str, origin: FeedOrigin, database_url: str | None) -> list[str]:
+    """The practices an earlier copy of these bytes, for the same practice and vendor, stored values for: a
+    duplicate may be the retry of an ingest whose worker died after committing and before asking for the
+    evaluation, which the caller then asks for."""
     with session_scope(database_url) as session:
-        feed = session.scalars(select(FeedFile).where(FeedFile.sha256 == sha256)).first()
+        feed = session.scalars(select(FeedFile).where(
+            FeedFile.sha256 == sha256, FeedFile.practice_key == (origin.practice_id or ""),
+            FeedFile.vendor_key == (origin.vendor_id or ""))).first()
         if feed is None:
             return []
         if feed.practice_id is not None:
@@ -224,14 +227,19 @@ def open_table(path: Path, fp: Fingerprint) -> Iterator[Table]:
 
 
 def record_rejection(
-    path: Path, sha256: str, source: str, problems: list[Problem], database_url: str | None
+    path: Path, sha256: str, source: str, problems: list[Problem], database_url: str | None,
+    origin: FeedOrigin | None = None,
 ) -> None:
+    """origin: the practice and vendor the delivery named, so a rejection names the delivery as FeedFile does."""
+    origin = origin or FeedOrigin()
     with session_scope(database_url) as session:
         session.add(
             FeedRejection(
                 sha256=sha256,
                 filename=path.name,
                 source=source,
+                practice_id=origin.practice_id,
+                vendor_id=origin.vendor_id,
                 errors=[problem.as_dict() for problem in problems],
             )
         )
