@@ -34,7 +34,15 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from config import Config
-from feeds.ingest import IngestResult, file_away, ingest_path, is_pulse_export, origin_from_inbox, record_rejection
+from feeds.ingest import (
+    IngestResult,
+    file_away,
+    ingest_path,
+    is_pulse_export,
+    origin_from_inbox,
+    record_rejection,
+    unfollowed,
+)
 from feeds.parse import fingerprint
 from feeds.validate import FeedOrigin, Problem
 from worker.settings import Settings
@@ -191,7 +199,7 @@ def set_stray_aside(path: Path, settings: Settings) -> IngestResult | None:
     """Move a stray, unread, to quarantine/ignored/ (a link as itself), with an .errors.json saying why; None if
     another worker moved it first, so only the mover reports it."""
     reason = stray_reason(path, now=float("inf")) or "not a regular file"
-    relative = path.parent.resolve().relative_to(settings.inbox.resolve()) / path.name
+    relative = unfollowed(path).relative_to(settings.inbox.resolve())
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     target = settings.quarantine / "ignored" / relative.parent / f"{stamp}-{relative.name}"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -245,8 +253,7 @@ def attempt(path: Path, ledger: Path) -> Iterator[int | None]:
     except FileNotFoundError:  # filed away by another worker since we looked
         yield None
         return
-    where = path.parent.resolve() / path.name
-    key = hashlib.sha256(f"{where}|{found.st_size}|{found.st_mtime_ns}".encode()).hexdigest()
+    key = hashlib.sha256(f"{unfollowed(path)}|{found.st_size}|{found.st_mtime_ns}".encode()).hexdigest()
     ledger.mkdir(parents=True, exist_ok=True)
     record = ledger / key
     fd = os.open(record, os.O_RDWR | os.O_CREAT, 0o600)

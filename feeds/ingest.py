@@ -88,12 +88,18 @@ def origin_from_inbox(path: Path, inbox: Path | None) -> FeedOrigin:
     if inbox is None:
         return FeedOrigin()
     try:
-        parts = path.resolve().relative_to(inbox.resolve()).parts
+        parts = unfollowed(path).relative_to(inbox.resolve()).parts
     except ValueError:
         return FeedOrigin()
     practice = parts[0] if len(parts) >= 2 else None
     vendor = parts[1] if len(parts) >= 3 else None
     return FeedOrigin(practice_id=practice, vendor_id=vendor)
+
+
+def unfollowed(path: Path) -> Path:
+    """The absolute path with its folders resolved but not its last part: an inbox entry that is (or has just
+    become) a link is named where it lies, never where it points."""
+    return path.parent.resolve() / path.name
 
 
 def is_pulse_export(head: bytes) -> bool:
@@ -250,7 +256,7 @@ def file_away(result: IngestResult, path: Path, archive: Path, quarantine: Path,
 
     A pulse export is deleted instead: it carries staff names, emails and comments, which vendorwatch must not
     keep (only its aggregates are stored); a rejected one leaves just its .errors.json, which names no one."""
-    relative = path.resolve().relative_to(inbox.resolve())
+    relative = unfollowed(path).relative_to(inbox.resolve())
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     target_root = quarantine if result.status == "rejected" else archive
     target = target_root / relative.parent / f"{stamp}-{relative.name}"

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from feeds.inbox import OutsideInbox, list_inbox, list_strays, process_inbox_file
-from feeds.ingest import IngestResult
+from feeds.ingest import IngestResult, unfollowed
 from storage.db import session_scope
 from tasks.context import current_config
 from worker.app import app
@@ -53,7 +53,7 @@ def ingest_file(path: str, evaluate: bool = True, settled: bool = False) -> dict
 def inbox_name(path: Path) -> str:
     """inbox/<practice>/<vendor>/<file> as "<practice>/<vendor>/<file>" (a link named, never followed)."""
     try:
-        return str(path.parent.resolve().relative_to(get_settings().inbox.resolve()) / path.name)
+        return str(unfollowed(path).relative_to(get_settings().inbox.resolve()))
     except ValueError:
         return path.name
 
