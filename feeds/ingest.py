@@ -49,7 +49,7 @@ FAST_CHECKS = ("streamed", "postgresql")
 @dataclass
 class IngestResult:
     path: str
-    status: str  # accepted | duplicate | rejected
+    status: str  # accepted | duplicate | rejected | ignored (not a regular file: set aside unread, feeds.inbox)
     kind: str = "feed"  # feed | pulse
     rows: int = 0
     counts: StoreCounts | None = None
@@ -88,12 +88,18 @@ def origin_from_inbox(path: Path, inbox: Path | None) -> FeedOrigin:
     if inbox is None:
         return FeedOrigin()
     try:
-        parts = path.resolve().relative_to(inbox.resolve()).parts
+        parts = unfollowed(path).relative_to(inbox.resolve()).parts
     except ValueError:
         return FeedOrigin()
     practice = parts[0] if len(parts) >= 2 else None
     vendor = parts[1] if len(parts) >= 3 else None
     return FeedOrigin(practice_id=practice, vendor_id=vendor)
+
+
+def unfollowed(path: Path) -> Path:
+    """The absolute path with its folders resolved but not its last part: an inbox entry that is (or has just
+    become) a link is named where it lies, never where it points."""
+    return path.parent.resolve() / path.name
 
 
 def is_pulse_export(head: bytes) -> bool:
@@ -137,19 +143,22 @@ def ingest_feed(path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
             if feed.practice_id is None and len(practices) == 1:
                 feed.practice_id = practices[0]
     except DuplicateFile:
-        return IngestResult(str(path), "duplicate", practices=practices_of_file(fp.sha256, database_url))
+        return IngestResult(str(path), "duplicate", practices=practices_of_file(fp.sha256, origin, database_url))
     except FileRejected as rejected:
-        record_rejection(path, fp.sha256, source, list(rejected.problems), database_url)
+        record_rejection(path, fp.sha256, source, list(rejected.problems), database_url, origin)
         return IngestResult(str(path), "rejected", problems=list(rejected.problems),
                             problem_count=rejected.problems.total)
     return IngestResult(str(path), "accepted", rows=rows, counts=counts, practices=practices, checked_in=checked_in)
 
 
-def practices_of_file(sha256: str, database_url: str | None) -> list[str]:
-    """The practices an earlier copy of these bytes stored values for: a duplicate may be the retry of an ingest
-    whose worker died after committing and before asking for the evaluation, which the caller then asks for."""
+def practices_of_file(sha256: str, origin: FeedOrigin, database_url: str | None) -> list[str]:
+    """The practices an earlier copy of these bytes, for the same practice and vendor, stored values for: a
+    duplicate may be the retry of an ingest whose worker died after committing and before asking for the
+    evaluation, which the caller then asks for."""
     with session_scope(database_url) as session:
-        feed = session.scalars(select(FeedFile).where(FeedFile.sha256 == sha256)).first()
+        feed = session.scalars(select(FeedFile).where(
+            FeedFile.sha256 == sha256, FeedFile.practice_key == (origin.practice_id or ""),
+            FeedFile.vendor_key == (origin.vendor_id or ""))).first()
         if feed is None:
             return []
         if feed.practice_id is not None:
@@ -224,14 +233,19 @@ def open_table(path: Path, fp: Fingerprint) -> Iterator[Table]:
 
 
 def record_rejection(
-    path: Path, sha256: str, source: str, problems: list[Problem], database_url: str | None
+    path: Path, sha256: str, source: str, problems: list[Problem], database_url: str | None,
+    origin: FeedOrigin | None = None,
 ) -> None:
+    """origin: the practice and vendor the delivery named, so a rejection names the delivery as FeedFile does."""
+    origin = origin or FeedOrigin()
     with session_scope(database_url) as session:
         session.add(
             FeedRejection(
                 sha256=sha256,
                 filename=path.name,
                 source=source,
+                practice_id=origin.practice_id,
+                vendor_id=origin.vendor_id,
                 errors=[problem.as_dict() for problem in problems],
             )
         )
@@ -242,7 +256,7 @@ def file_away(result: IngestResult, path: Path, archive: Path, quarantine: Path,
 
     A pulse export is deleted instead: it carries staff names, emails and comments, which vendorwatch must not
     keep (only its aggregates are stored); a rejected one leaves just its .errors.json, which names no one."""
-    relative = path.resolve().relative_to(inbox.resolve())
+    relative = unfollowed(path).relative_to(inbox.resolve())
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     target_root = quarantine if result.status == "rejected" else archive
     target = target_root / relative.parent / f"{stamp}-{relative.name}"

@@ -5,8 +5,9 @@ checked there for duplicates, then merged: a `series` row for each new (practice
 INSERT ... ON CONFLICT into `observation_value`: new keys are inserted, changed values are superseded and their old
 values kept in `observation_revision`. (A first delivery of a long CSV on PostgreSQL usually never gets here:
 feeds.stream stores it unstaged.) The feed_file row
-goes in first: its unique sha256 makes a second copy of the same bytes (even from a second worker at the same
-moment) fail, and that transaction writes nothing.
+goes in first: its unique key (sha256, and the practice and vendor the delivery named) makes a second copy of the
+same bytes for the same practice and vendor (even from a second worker at the same moment) fail, and that
+transaction writes nothing.
 """
 
 from __future__ import annotations
@@ -47,13 +48,15 @@ class StoreCounts:
 
 
 class DuplicateFile(Exception):
-    """These exact bytes were accepted before."""
+    """These exact bytes were accepted before for the same practice and vendor."""
 
 
 def claim_file(session: Session, *, sha256: str, filename: str, source: str, practice_id: str | None,
                vendor_id: str | None) -> FeedFile:
+    """The file's row, keyed by its bytes and the practice and vendor its delivery named (None: the file names
+    them itself); DuplicateFile if that key was stored before."""
     feed = FeedFile(sha256=sha256, filename=filename, source=source, practice_id=practice_id,
-                    vendor_id=vendor_id, rows=0)
+                    vendor_id=vendor_id, practice_key=practice_id or "", vendor_key=vendor_id or "", rows=0)
     session.add(feed)
     try:
         session.flush()

@@ -38,13 +38,30 @@ MAX_LISTED_PROBLEMS = 1000
 EARLIEST_PERIOD = dt.date(2000, 1, 1)
 LONGEST_PERIOD_DAYS = 366  # a leap year, first day to last
 
+MAX_QUOTED = 80  # characters of a cell an error message repeats
+
+
+def quoted(cell: str | None) -> str | None:
+    """A cell as an error may repeat it: cut to MAX_QUOTED characters. Errors are stored, mailed and logged, so a
+    file (or whatever it turned out to be) must never travel whole inside one."""
+    if cell is None or len(cell) <= MAX_QUOTED:
+        return cell
+    return cell[:MAX_QUOTED] + "…"
+
 
 @dataclass(frozen=True)
 class Problem:
+    """One thing wrong with a file. `column` and `value` come from the file (a header, a cell) and are cut short
+    here, once, for every reader (feeds, pulse exports, the inbox)."""
+
     row: int
     column: str | None
     value: str | None
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "column", quoted(self.column))
+        object.__setattr__(self, "value", quoted(self.value))
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

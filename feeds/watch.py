@@ -11,6 +11,9 @@ rename it when done, or they write the final name in place):
   stable-size check: a writer that closes and reopens the file within that time is seen writing again). If they
   changed, it waits again.
 - Then it calls `enqueue(path)` once per (path, mtime, size): a second event for the same finished file is dropped.
+- A link, a FIFO or a device appearing in the inbox (created, moved in, or found by a sweep) is enqueued the same
+  way, never opened here: the worker sets it aside unread and tells the operator (feeds.inbox). A dot-named file
+  may be an upload in progress; the beat scan sets it aside once it has not changed for a long while.
 - At start it also picks up every file already in the inbox (dropped while the watcher was down), and a folder
   created or moved into the inbox is swept the same way (files may land in it before inotify watches it). Both
   go through the same settle check.
@@ -43,7 +46,7 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver
 
-from feeds.inbox import IGNORED_SUFFIXES, list_inbox
+from feeds.inbox import IGNORED_SUFFIXES, list_inbox, walk_inbox
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +63,23 @@ def is_candidate(path: Path) -> bool:
 
 
 def signature(path: Path) -> Signature | None:
-    """Size and mtime of a regular file; None if it is gone (filed away, renamed) or not a file."""
+    """Size and mtime of an inbox entry (a link's own, never its target's); None if it is gone (filed away,
+    renamed) or a real folder."""
     try:
-        found = path.stat()
+        found = os.lstat(path)
     except OSError:
         return None
-    if not stat.S_ISREG(found.st_mode):
+    if stat.S_ISDIR(found.st_mode):
         return None
     return found.st_size, found.st_mtime_ns
+
+
+def is_stray(path: Path) -> bool:
+    """Not a regular file (a link, a FIFO, a device): to be set aside by the worker whatever its name."""
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 class Settler:
@@ -84,7 +96,7 @@ class Settler:
     def touch(self, path: Path, delay: float | None = None) -> None:
         """Something finished writing `path`: (re)start its settle wait from now."""
         current = signature(path)
-        if current is None or not is_candidate(path):
+        if current is None or not (is_candidate(path) or is_stray(path)):
             return
         with self._lock:
             self._pending[path] = (time.monotonic() + (self.settle_seconds if delay is None else delay), current)
@@ -150,6 +162,8 @@ class InboxEventHandler(FileSystemEventHandler):
         # A new practice or vendor folder: files written into it before inotify watched it raise no close event.
         if event.is_directory:
             sweep(event_path(event.src_path), self.settler)
+        elif is_stray(event_path(event.src_path)):
+            self.settler.touch(event_path(event.src_path))  # a link or FIFO is never closed after a write
 
 
 def event_path(raw: bytes | str) -> Path:
@@ -157,9 +171,13 @@ def event_path(raw: bytes | str) -> Path:
 
 
 def sweep(folder: Path, settler: Settler) -> None:
-    """Every candidate file below `folder` goes through the settle check (nothing was seen finishing it)."""
+    """Every candidate file and every stray below `folder` goes through the settle check (nothing was seen
+    finishing it)."""
     for path in list_inbox(folder):
         settler.touch(path)
+    for path in walk_inbox(folder):
+        if is_stray(path):
+            settler.touch(path)
 
 
 def make_observer() -> BaseObserver:

@@ -23,7 +23,7 @@ from feeds.ingest import IngestResult, record_rejection
 from feeds.parse import Fingerprint
 from feeds.periods import Period
 from feeds.store import DuplicateFile, StoreCounts, claim_file, merge, prepare_staging, stage
-from feeds.validate import ObservationIn, Problem
+from feeds.validate import FeedOrigin, ObservationIn, Problem
 from pulse.anonymity import visible_groups
 from pulse.forms import Respondent, Responses, SurveyRejected, parse_export
 from pulse.scores import score, score_respondents
@@ -53,7 +53,7 @@ def ingest_pulse_file(path: Path, fp: Fingerprint, config: Config, practice_id: 
     file with a survey's header once took 3 GB)."""
     limit_mb = config.surveys.max_export_mb
     if fp.size > limit_mb * 1_000_000:
-        return reject(path, fp.sha256, source, [too_big(path, fp.size, limit_mb)], database_url)
+        return reject(path, fp.sha256, source, [too_big(path, fp.size, limit_mb)], database_url, practice_id)
     return ingest_pulse_export(path, path.read_bytes(), config, practice_id, database_url=database_url,
                                survey_tool=survey_tool, source=source, today=today)
 
@@ -72,15 +72,15 @@ def ingest_pulse_export(path: Path, data: bytes, config: Config, practice_id: st
     if practice is None:
         where = practice_id or "(none: put the export in inbox/<practice>/ or pass --practice)"
         return reject(path, sha256, source, [Problem(1, None, where, "unknown practice for this pulse survey")],
-                      database_url)
+                      database_url, practice_id)
     try:
         responses = parse_export(data, config.surveys, survey_tool)
     except SurveyRejected as exc:
-        return reject(path, sha256, source, exc.problems, database_url)
+        return reject(path, sha256, source, exc.problems, database_url, practice.id)
     if responses.closed_on > (today or dt.date.today()) + dt.timedelta(days=1):
         problem = Problem(1, None, responses.closed_on.isoformat(),
                           "the latest response is dated in the future: check the export's date format")
-        return reject(path, sha256, source, [problem], database_url)
+        return reject(path, sha256, source, [problem], database_url, practice.id)
     summary = summarise(responses, practice, config.surveys)
     try:
         with session_scope(database_url) as session:
@@ -92,7 +92,7 @@ def ingest_pulse_export(path: Path, data: bytes, config: Config, practice_id: st
     except DuplicateFile:
         return IngestResult(str(path), "duplicate", kind="pulse", rows=responses.count, practices=[practice.id])
     except OlderExport as exc:
-        return reject(path, sha256, source, [Problem(1, None, None, str(exc))], database_url)
+        return reject(path, sha256, source, [Problem(1, None, None, str(exc))], database_url, practice.id)
     if responses.unmapped_questions:
         # A count only: enough for an operator to look at surveys.yaml, nothing a respondent wrote.
         log.info("%s: %d question(s) not in surveys.yaml", path.name, len(responses.unmapped_questions))
@@ -100,8 +100,9 @@ def ingest_pulse_export(path: Path, data: bytes, config: Config, practice_id: st
                         practices=[practice.id])
 
 
-def reject(path: Path, sha256: str, source: str, problems: list[Problem], database_url: str | None) -> IngestResult:
-    record_rejection(path, sha256, source, problems, database_url)
+def reject(path: Path, sha256: str, source: str, problems: list[Problem], database_url: str | None,
+           practice_id: str | None) -> IngestResult:
+    record_rejection(path, sha256, source, problems, database_url, FeedOrigin(practice_id, STAFF_VENDOR_ID))
     return IngestResult(str(path), "rejected", kind="pulse", problems=problems)
 
 

@@ -57,11 +57,17 @@ class Base(DeclarativeBase):
 
 
 class FeedFile(Base):
-    """An accepted feed file. sha256 is unique: the same bytes twice is a no-op."""
+    """An accepted feed file. A file is its bytes for the practice and vendor its delivery named (inbox folder,
+    --practice/--vendor; '' when the file names them itself): the same bytes twice for the same practice and
+    vendor is a no-op, for another practice they are that practice's data (migration 0010)."""
 
     __tablename__ = "feed_file"
+    __table_args__ = (UniqueConstraint("sha256", "practice_key", "vendor_key", name="uq_feed_file_identity"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Never NULL: a unique key treats NULLs as all different, which would let the same bytes in twice.
+    practice_key: Mapped[str] = mapped_column(String(100), server_default="")
+    vendor_key: Mapped[str] = mapped_column(String(100), server_default="")
     filename: Mapped[str] = mapped_column(String(500))
     source: Mapped[str] = mapped_column(String(20))
     practice_id: Mapped[str | None] = mapped_column(String(100))
@@ -78,6 +84,9 @@ class FeedRejection(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     filename: Mapped[str] = mapped_column(String(500))
     source: Mapped[str] = mapped_column(String(20))
+    # The practice and vendor the delivery named (inbox folder, --practice/--vendor), as for FeedFile.
+    practice_id: Mapped[str | None] = mapped_column(String(100))
+    vendor_id: Mapped[str | None] = mapped_column(String(100))
     errors: Mapped[list[Any]] = mapped_column()
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -194,7 +203,8 @@ class PulseSurvey(Base):
 
     __tablename__ = "pulse_survey"
     __table_args__ = (
-        UniqueConstraint("sha256", name="uq_pulse_survey_sha256"),
+        # The same export for two practices is each one's survey (migration 0010), as for FeedFile.
+        UniqueConstraint("practice_id", "sha256", name="uq_pulse_survey_practice_sha256"),
         UniqueConstraint("practice_id", "opened_on", name="uq_pulse_survey_opened"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)

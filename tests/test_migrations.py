@@ -19,7 +19,7 @@ from tests.worker_process import vendorwatch
 # The unique constraints that carry idempotency (ARCHITECTURE.md, "Idempotency is a database fact"):
 # table -> (constraint name or None when the model leaves it unnamed, its columns in order).
 IDEMPOTENCY_CONSTRAINTS: dict[str, tuple[str | None, tuple[str, ...]]] = {
-    "feed_file": (None, ("sha256",)),
+    "feed_file": ("uq_feed_file_identity", ("sha256", "practice_key", "vendor_key")),
     "series": ("uq_series_key", ("practice_id", "vendor_id", "kpi", "segment")),
     "alert": ("uq_alert_identity", ("rule", "practice_id", "vendor_id", "kpi", "segment")),
     "digest_run": ("uq_digest_practice_week", ("practice_id", "week")),
@@ -193,3 +193,36 @@ def test_a_value_whose_period_label_is_missing_is_still_read(empty_database_url:
 
     assert rows(url, "SELECT period, value FROM observation ORDER BY period_start") == [
         ("2026-03", 41.0), ("2026-04-01..2026-04-30", 39.5)]
+
+
+def test_0010_keys_each_stored_file_on_its_bytes_and_the_practice_and_vendor_it_was_for(
+    empty_database_url: str,
+) -> None:
+    """Files stored before keep the names they had (none: ''), and the same bytes may then be stored for another
+    practice; the way back refuses to squeeze two practices' copies under the old key."""
+    url = empty_database_url
+    upgrade(url, "0009")
+    with engine_for(url).begin() as connection:
+        connection.execute(text("INSERT INTO feed_file (id, sha256, filename, source, practice_id, vendor_id, rows,"
+                                " received_at) VALUES (1, 'a', 'inbox.csv', 'inbox', 'oakridge-fm', 'acme-billing',"
+                                " 1, :at), (2, 'b', 'named.csv', 'cli', NULL, NULL, 1, :at)"),
+                           {"at": "2026-04-02 08:00:00+00"})
+
+    upgrade(url)
+
+    assert rows(url, "SELECT id, practice_key, vendor_key FROM feed_file ORDER BY id") == [
+        (1, "oakridge-fm", "acme-billing"), (2, "", "")]
+    with engine_for(url).begin() as connection:
+        connection.execute(text("INSERT INTO feed_file (id, sha256, filename, source, practice_id, vendor_id,"
+                                " practice_key, vendor_key, rows, received_at) VALUES (3, 'a', 'inbox.csv', 'inbox',"
+                                " 'lakeside-peds', 'acme-billing', 'lakeside-peds', 'acme-billing', 1, :at)"),
+                           {"at": "2026-04-03 08:00:00+00"})
+    with pytest.raises(Exception, match="more than one practice"):
+        downgrade(url, "0009")
+    with engine_for(url).begin() as connection:
+        connection.execute(text("DELETE FROM feed_file WHERE id = 3"))
+
+    downgrade(url, "0009")
+
+    assert rows(url, "SELECT id, sha256 FROM feed_file ORDER BY id") == [(1, "a"), (2, "b")]
+    assert (None, ("sha256",)) in [(None, columns) for _, columns in unique_constraints(url, "feed_file")]
