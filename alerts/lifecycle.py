@@ -18,19 +18,17 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import CollationClause
 
 from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, decide, is_silenced
+from alerts.messages import for_segment
 from alerts.routes import MessageFacts, select_tags
 from alerts.rules import (
+    LIMIT_RULES,
     SEVERITY_ORDER,
     Point,
-    Thresholds,
     Verdict,
     baseline_of,
     in_learning_period,
     is_stale,
-    judge_baseline,
-    judge_glide,
-    judge_threshold,
-    judge_trend,
+    judge_latest,
     thresholds_for,
 )
 from config import Config, Practice, Vendor
@@ -123,6 +121,7 @@ class Change:
     expected: float | None = None
     muted: bool = False
     previous_learning: bool = False
+    recover: float | None = None  # the line a held alert must pass to clear (alerts.rules.judge_threshold)
 
 
 @dataclass
@@ -291,8 +290,8 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
                      else defaults.learning_period_days)
     learning = in_learning_period(vendor_points[-1].period_start, vendor.go_live, learning_days)
     firing = alerts.get((RULE, vendor_id, kpi_key, segment))
-    verdicts = judge_all(vendor_points, thresholds, baseline, vendor, learning,
-                         firing is not None and firing.state == "firing")
+    verdicts = judge_latest(vendor_points, thresholds, baseline, vendor.go_live, learning,
+                            firing is not None and firing.state == "firing")
     applied = []
     for rule, verdict in verdicts.items():
         item = apply_rule(session, context, rule, alerts.get((rule, vendor_id, kpi_key, segment)), verdict,
@@ -300,19 +299,6 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
         if item is not None:
             applied.append(item)
     return applied
-
-
-def judge_all(points: list[Point], thresholds: Thresholds, baseline: float | None, vendor: Vendor, learning: bool,
-              firing: bool) -> dict[str, Verdict]:
-    """The verdict of each rule kind that applies. In the learning period, only the threshold rule speaks."""
-    verdicts: dict[str, Verdict | None] = {}
-    if thresholds.warn is not None or thresholds.crit is not None:
-        verdicts[RULE] = judge_threshold(points, thresholds, firing)
-    if not learning:
-        verdicts["baseline"] = judge_baseline(points, baseline, thresholds)
-        verdicts["glide_path"] = judge_glide(points, baseline, thresholds, vendor.go_live)
-        verdicts["trend"] = judge_trend(points, thresholds)
-    return {rule: verdict for rule, verdict in verdicts.items() if verdict is not None}
 
 
 def apply_rule(session: Session, context: Context, rule: str, alert: Alert | None, verdict: Verdict, vendor: Vendor,
@@ -338,13 +324,19 @@ def apply_rule(session: Session, context: Context, rule: str, alert: Alert | Non
         previous_severity=previous.severity if previous else None, practice=practice.id, vendor=vendor.id,
         vendor_name=vendor.name, kpi=kpi_key, kpi_label=kpi.label if kpi else no_kpi_label,
         unit=kpi.unit if kpi else "days", better=kpi.better if kpi else "lower", segment=segment,
-        value=verdict.value, threshold=verdict.threshold if event != "resolved" else alert.threshold,
+        value=verdict.value, threshold=stated_threshold(rule, event, verdict, alert),
         period=alert.period if event == "resolved" and rule == FRESHNESS_RULE else verdict.period,
         learning=learning, rule=rule, due_on=due_on,
         baseline=verdict.baseline if verdict.baseline is not None else baseline, expected=verdict.expected,
-        muted=muted, previous_learning=previous_learning,
+        muted=muted, previous_learning=previous_learning, recover=verdict.recover,
     )
     return Applied(alert, alert_event, change)
+
+
+def stated_threshold(rule: str, event: str, verdict: Verdict, alert: Alert) -> float | None:
+    """The limit a message states. A limit rule's verdict has it (alerts.rules.limit_for), resolved or not: a
+    recovery is back inside the warning line. The others, once resolved, state the one they fired with."""
+    return verdict.threshold if event != "resolved" or rule in LIMIT_RULES else alert.threshold
 
 
 def state_of(alert: Alert | None) -> AlertState | None:
@@ -466,5 +458,5 @@ def message_title(practice: Practice, changes: list[Change]) -> str:
         return f"{practice.name}: {len(changes)} vendor alert(s) resolved"
     worst = max(firing, key=lambda c: SEVERITY_ORDER.get(c.severity, 0))
     more = f" (+{len(changes) - 1} more)" if len(changes) > 1 else ""
-    what = "feed late" if worst.rule == FRESHNESS_RULE else worst.kpi_label
+    what = "feed late" if worst.rule == FRESHNESS_RULE else worst.kpi_label + for_segment(worst.segment)
     return f"{worst.severity.upper()} {practice.name}: {worst.vendor_name} {what}{more}"

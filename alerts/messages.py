@@ -82,6 +82,20 @@ def format_period(period: str) -> str:
     return period
 
 
+def segment_label(segment: str) -> str:
+    """How a reader names a segment: payer:Aetna -> Aetna (payer); '' for the whole practice ('all')."""
+    if segment == "all":
+        return ""
+    kind, colon, name = segment.partition(":")
+    return f"{name} ({kind})" if colon and name else segment
+
+
+def for_segment(segment: str) -> str:
+    """The words that follow a KPI's name when its figure is one segment's: ' for Aetna (payer)', else ''."""
+    label = segment_label(segment)
+    return f" for {label}" if label else ""
+
+
 def format_change(value: float | None, unit: str) -> str:
     """A difference with its unit: percent KPIs change by points, not percent."""
     if value is None:
@@ -103,6 +117,7 @@ def environment(output_format: str) -> Environment:
     env.filters["value"] = format_value
     env.filters["change"] = format_change
     env.filters["period"] = format_period
+    env.filters["for_segment"] = for_segment
     return env
 
 

@@ -56,6 +56,11 @@ class Verdict:
     period_end: dt.date
     baseline: float | None = None
     expected: float | None = None
+    recover: float | None = None  # set while a firing alert is held open only by its recovery line
+
+
+# The rules whose verdict is a limit the value is held to; glide path and trend judge a path, not a limit.
+LIMIT_RULES = ("threshold", "baseline")
 
 
 def thresholds_for(kpi: Kpi, practice: Practice, vendor: Vendor, kpi_key: str,
@@ -89,30 +94,39 @@ def worse_than(value: float, bound: float | None, better: str) -> bool:
 
 def severity_of(value: float, thresholds: Thresholds) -> tuple[str | None, float | None]:
     if worse_than(value, thresholds.crit, thresholds.better):
-        return "critical", thresholds.crit
+        return "critical", limit_for(thresholds, "critical")
     if worse_than(value, thresholds.warn, thresholds.better):
-        return "warning", thresholds.warn
+        return "warning", limit_for(thresholds, "warning")
     return None, None
+
+
+def limit_for(thresholds: Thresholds, severity: str | None) -> float | None:
+    """The one limit vendorwatch states for a KPI: the bound a critical value crossed, else the warning line (the
+    critical one when there is none), which a warning crossed and a healthy or recovering value stays inside.
+    Alert messages, digest lines, the scorecard and recovery lines all state this number, never `recover`."""
+    if severity == "critical" and thresholds.crit is not None:
+        return thresholds.crit
+    return thresholds.warn if thresholds.warn is not None else thresholds.crit
 
 
 def judge_threshold(series: Sequence[Point], thresholds: Thresholds, firing: bool = False) -> Verdict | None:
     """Judge the newest point of a series ordered oldest first; None for an empty series.
 
     `firing`: the alert is firing now. With `recover` set it then stays firing (as a warning) until the value is
-    better than `recover`, so a KPI hovering at the line does not flap."""
+    better than `recover`, so a KPI hovering at the line does not flap; the verdict still states the warning line
+    as its limit, and `recover` as the line it must pass to clear."""
     if not series:
         return None
     latest = series[-1]
-    severity, bound = severity_of(latest.value, thresholds)
+    severity, _ = severity_of(latest.value, thresholds)
+    recover = None
     recovering = firing and thresholds.recover is not None
     if severity is None and recovering and not worse_than(thresholds.recover, latest.value, thresholds.better):  # type: ignore[arg-type]
-        severity, bound = "warning", thresholds.recover
+        severity, recover = "warning", thresholds.recover
     recent = series[-thresholds.for_periods:]
     held = len(recent) == thresholds.for_periods and all(severity_of(p.value, thresholds)[0] for p in recent)
-    if bound is None:
-        bound = thresholds.warn if thresholds.warn is not None else thresholds.crit
-    return Verdict(severity, held or (firing and severity is not None), latest.value, bound, latest.period,
-                   latest.period_end)
+    return Verdict(severity, held or (firing and severity is not None), latest.value,
+                   limit_for(thresholds, severity), latest.period, latest.period_end, recover=recover)
 
 
 def baseline_of(points: Sequence[Point], go_live: dt.date, months: int, min_periods: int = 3) -> float | None:
@@ -144,10 +158,9 @@ def judge_baseline(series: Sequence[Point], baseline: float | None, thresholds: 
     warn = baseline_bound(baseline, tolerance.warn_pct, tolerance.warn_points, thresholds.better)
     crit = baseline_bound(baseline, tolerance.crit_pct, tolerance.crit_points, thresholds.better)
     as_thresholds = Thresholds(thresholds.better, warn, crit, 1)
-    severity, bound = severity_of(latest.value, as_thresholds)
-    shown = bound if bound is not None else (warn if warn is not None else crit)
-    return Verdict(severity, True, latest.value, round_or_none(shown), latest.period, latest.period_end,
-                   baseline=baseline)
+    severity, _ = severity_of(latest.value, as_thresholds)
+    return Verdict(severity, True, latest.value, round_or_none(limit_for(as_thresholds, severity)), latest.period,
+                   latest.period_end, baseline=baseline)
 
 
 def months_after(go_live: dt.date, day: dt.date) -> int:
@@ -189,6 +202,20 @@ def judge_trend(series: Sequence[Point], thresholds: Thresholds) -> Verdict | No
     latest = series[-1]
     return Verdict("warning" if worsening else None, True, latest.value, window[0].value, latest.period,
                    latest.period_end)
+
+
+def judge_latest(points: Sequence[Point], thresholds: Thresholds, baseline: float | None, go_live: dt.date,
+                 learning: bool, firing: bool) -> dict[str, Verdict]:
+    """The verdict of each rule kind that applies, for evaluation and the digest's scorecard alike. In the
+    learning period, only the threshold rule speaks. `firing`: the threshold alert is firing (its hysteresis)."""
+    verdicts: dict[str, Verdict | None] = {}
+    if thresholds.warn is not None or thresholds.crit is not None:
+        verdicts["threshold"] = judge_threshold(points, thresholds, firing)
+    if not learning:
+        verdicts["baseline"] = judge_baseline(points, baseline, thresholds)
+        verdicts["glide_path"] = judge_glide(points, baseline, thresholds, go_live)
+        verdicts["trend"] = judge_trend(points, thresholds)
+    return {rule: verdict for rule, verdict in verdicts.items() if verdict is not None}
 
 
 def round_or_none(value: float | None) -> float | None:

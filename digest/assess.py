@@ -3,9 +3,9 @@ points. Data in, data out; no database, no clock, no wording (the templates word
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from alerts.rules import SEVERITY_ORDER, Thresholds, baseline_bound, severity_of, worse_than
+from alerts.rules import LIMIT_RULES, SEVERITY_ORDER, Verdict, worse_than
 from config import Kpi, Practice, Vendor
 from digest.model import (
     SEVERITY_RANK,
@@ -46,39 +46,27 @@ def target_for(kpi: Kpi, practice: Practice, vendor: Vendor, key: str) -> float 
 
 
 def row_status(
-    kpi: Kpi,
-    thresholds: Thresholds,
-    value: float,
-    baseline: float | None,
+    verdicts: Mapping[str, Verdict],
     alert_severity: str | None,
+    value: float,
+    better: str,
     target: float | None = None,
-) -> tuple[str, float | None]:
-    """(status, the bound breached). The worse of what the value says now and any open alert on the KPI (a
-    trend or glide-path alert can be open while the value is inside its threshold). Inside every limit but
-    short of its target is 'off_target', not 'ok': a manager reading "OK" next to a priced gap would be misled."""
-    severity, bound = None, None
-    if kpi.rule == "threshold":
-        severity, bound = severity_of(value, thresholds)
-    elif baseline is not None:
-        severity, bound = baseline_severity(value, baseline, thresholds)
+) -> tuple[str, float | None, float | None]:
+    """(status, the limit breached, the recovery line holding an alert open): the worse of what the limit rules
+    say of the value (the verdicts evaluation gives, alerts.rules.judge_latest) and the row's own open alerts (a
+    trend or glide-path alert can be open while the value is inside its limits). The limit is the verdict's, so
+    the scorecard states the number the alert states. Inside every limit but short of its target is
+    'off_target', not 'ok': a manager reading "OK" next to a priced gap would be misled."""
+    judged = [verdicts[rule] for rule in LIMIT_RULES if rule in verdicts]
+    worst = max((v for v in judged if v.severity), key=lambda v: SEVERITY_ORDER[v.severity or ""], default=None)
+    severity = worst.severity if worst else None
     if alert_severity and SEVERITY_ORDER[alert_severity] > SEVERITY_ORDER.get(severity or "", 0):
-        severity = alert_severity
-    if severity:
-        return severity, bound
-    if worse_than(value, target, thresholds.better):
-        return "off_target", None
-    return ("ok" if kpi.rule == "threshold" or baseline is not None else "tracked"), None
-
-
-
-def baseline_severity(value: float, baseline: float, thresholds: Thresholds) -> tuple[str | None, float | None]:
-    """The baseline rule's verdict on one value (as alerts.rules.judge_baseline gives it for a series)."""
-    tolerance = thresholds.tolerance
-    if tolerance is None:
-        return None, None
-    warn = baseline_bound(baseline, tolerance.warn_pct, tolerance.warn_points, thresholds.better)
-    crit = baseline_bound(baseline, tolerance.crit_pct, tolerance.crit_points, thresholds.better)
-    return severity_of(value, Thresholds(thresholds.better, warn, crit, 1))
+        return alert_severity, None, None
+    if worst is not None and severity:
+        return severity, worst.threshold, worst.recover
+    if worse_than(value, target, better):
+        return "off_target", None, None
+    return ("ok" if judged else "tracked"), None, None
 
 
 def dollar_lines(practice: Practice, vendors: Iterable[VendorCard]) -> tuple[DollarLine, ...]:
@@ -99,7 +87,8 @@ def dollar_lines(practice: Practice, vendors: Iterable[VendorCard]) -> tuple[Dol
 
 def gap_line(card: VendorCard, row: KpiRow, annual: float) -> DollarLine | None:
     kind = GAP_KINDS.get(row.key)
-    if kind is None or row.target is None or row.stale:
+    # A segment's rate is not the practice's: priced on the whole practice's revenue it would overstate the gap.
+    if kind is None or row.target is None or row.stale or row.segment != "all":
         return None
     shortfall = row.target - row.value if row.better == "higher" else row.value - row.target
     # Price the gap as shown (one decimal), so the arithmetic in the email adds up for the reader.
@@ -121,13 +110,13 @@ def fee_line(card: VendorCard, annual: float) -> DollarLine | None:
 
 
 def sort_alerts(alerts: Iterable[AlertLine]) -> list[AlertLine]:
-    return sorted(alerts, key=lambda a: (SEVERITY_RANK.get(a.severity, 2), a.vendor, a.kpi_label))
+    return sorted(alerts, key=lambda a: (SEVERITY_RANK.get(a.severity, 2), a.vendor, a.kpi_label, a.segment))
 
 
 def without_covered_trends(lines: Sequence[AlertLine]) -> list[AlertLine]:
     """A trend on a KPI that already has a threshold or baseline alert adds nothing for a reader."""
-    covered = {(line.vendor_id, line.kpi) for line in lines if line.rule in ("threshold", "baseline")}
-    return [line for line in lines if line.rule != "trend" or (line.vendor_id, line.kpi) not in covered]
+    covered = {(line.vendor_id, line.kpi, line.segment) for line in lines if line.rule in ("threshold", "baseline")}
+    return [line for line in lines if line.rule != "trend" or (line.vendor_id, line.kpi, line.segment) not in covered]
 
 
 def headline(
@@ -136,7 +125,7 @@ def headline(
     vendors: Sequence[VendorCard],
     new_data: bool,
 ) -> Headline:
-    kpis = sum(len(card.rows) for card in vendors)
+    kpis = sum(len({row.key for row in card.rows}) for card in vendors)  # a KPI with segment rows counts once
     received = [card.last_received for card in vendors if card.last_received is not None]
     last = max(received) if received else None
     if kpis == 0:
@@ -186,11 +175,12 @@ def same_topic(point: TalkingPoint, chosen: list[TalkingPoint]) -> bool:
     return topic(point) is not None and topic(point) in {topic(other) for other in chosen}
 
 
-def topic(point: TalkingPoint) -> tuple[str, str] | None:
+def topic(point: TalkingPoint) -> tuple[str, str, str] | None:
+    """A payer's alert is not the practice-wide gap's topic: each is raised."""
     if point.alert is not None and not point.alert.late_feed:
-        return point.alert.vendor, point.alert.kpi
+        return point.alert.vendor, point.alert.kpi, point.alert.segment
     if point.dollar is not None:
-        return point.dollar.vendor, point.dollar.kpi
+        return point.dollar.vendor, point.dollar.kpi, "all"
     return None
 
 
@@ -226,7 +216,7 @@ def pulse_severity(score: PulseScore) -> float:
 def best_improvement(vendors: Sequence[VendorCard]) -> list[TalkingPoint]:
     """The KPI most improved against its baseline (relative to the baseline), as good news to share."""
     improved = [(abs(row.change or 0) / abs(row.baseline or 1), card, row) for card in vendors for row in card.rows
-                if row.improved and row.baseline and row.status == "ok" and not row.stale]
+                if row.improved and row.baseline and row.status == "ok" and not row.stale and row.segment == "all"]
     if not improved:
         return []
     _, card, row = max(improved, key=lambda item: item[0])

@@ -5,12 +5,21 @@ staff pulse (through pulse_report only); the huddle's talking points. Reads the 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts.rules import SEVERITY_ORDER, Point, baseline_of, is_stale, thresholds_for
+from alerts.rules import (
+    SEVERITY_ORDER,
+    Point,
+    baseline_of,
+    in_learning_period,
+    is_stale,
+    judge_latest,
+    thresholds_for,
+    worse_than,
+)
 from config import Config, Kpi, Practice, Vendor
 from digest.assess import (
     dollar_lines,
@@ -26,12 +35,15 @@ from digest.schedule import local_date, reporting_window
 from feeds.freshness import next_due
 from pulse.report import pulse_report
 from storage.models import Alert, AlertEvent, Observation, utcnow
+from storage.models import Series as SeriesRow
 
 TREND_PERIODS = 12
 # SPEC section 3's staff pulse KPIs: an alert on one is about the staff, not a vendor.
 STAFF_KPIS = {"pulse_participation_rate", "pulse_workload", "pulse_role_clarity", "pulse_trust_leadership",
               "pulse_vendor_confidence", "pulse_burnout_pct", "enps", "readiness_score"}
-Series = dict[tuple[str, str], list[Point]]
+SeriesKey = tuple[str, str, str]  # (vendor, kpi, segment)
+Series = dict[SeriesKey, list[Point]]
+MAX_SEGMENT_ROWS = 5  # segment rows per KPI on a scorecard
 
 
 def build_digest(
@@ -39,11 +51,12 @@ def build_digest(
 ) -> Digest:
     start, end = reporting_window(practice.digest, practice.timezone, week, now or utcnow())
     as_of = local_date(end, practice.timezone)
-    series, received = load_series(session, practice.id, as_of)
     opened, still_open, resolved, late = split_alerts(load_alerts(session, config, practice, start), start)
-    open_severity = worst_severity_by_kpi(opened + still_open)
+    open_by_series = alerts_by_series(opened + still_open)
+    shown, hidden = scorecard_series(session, practice.id, set(open_by_series))
+    series, received = load_series(session, shown, as_of)
     vendors = tuple(
-        vendor_card(config, practice, vendor, series, received, open_severity, start, as_of)
+        vendor_card(config, practice, vendor, series, received, open_by_series, start, as_of, hidden)
         for vendor in practice.vendors
     )
     pulse = pulse_report(session, config, practice, as_of)
@@ -75,32 +88,59 @@ def build_digest(
     )
 
 
-def load_series(session: Session, practice_id: str, until: dt.date) -> tuple[Series, dict[str, dt.datetime]]:
-    """Every whole-practice value up to `until`, oldest first, and when each vendor's newest value arrived.
+def scorecard_series(session: Session, practice_id: str, alerted: set[SeriesKey]
+                     ) -> tuple[dict[int, SeriesKey], Counter[str]]:
+    """The series the scorecards show, by id, and per vendor how many segment series they leave off.
+
+    Every practice-wide (`all`) series; a segment's (payer, location, provider) when it has an open alert, so the
+    alert and its row agree; and a KPI's segments when the vendor sends no practice-wide figure for it, as that is
+    all the data there is. At most MAX_SEGMENT_ROWS segments per KPI, those with open alerts first: a feed may
+    carry hundreds of payers, and a digest past 102 KB is clipped by Gmail."""
+    query = select(SeriesRow.id, SeriesRow.vendor_id, SeriesRow.kpi, SeriesRow.segment).where(
+        SeriesRow.practice_id == practice_id)
+    names = {series_id: (vendor, kpi, segment) for series_id, vendor, kpi, segment in session.execute(query)}
+    whole = {(vendor, kpi) for vendor, kpi, segment in names.values() if segment == "all"}
+    candidates: dict[tuple[str, str], list[tuple[int, SeriesKey]]] = defaultdict(list)
+    shown = {}
+    for series_id, key in names.items():
+        vendor, kpi, segment = key
+        if segment == "all":
+            shown[series_id] = key
+        elif key in alerted or (vendor, kpi) not in whole:
+            candidates[(vendor, kpi)].append((series_id, key))
+    hidden: Counter[str] = Counter()
+    for (vendor, _), found in candidates.items():
+        found.sort(key=lambda item: (item[1] not in alerted, item[1][2]))
+        shown.update(found[:MAX_SEGMENT_ROWS])
+        hidden[vendor] += len(found[MAX_SEGMENT_ROWS:])
+    return shown, hidden
+
+
+def load_series(session: Session, shown: dict[int, SeriesKey], until: dt.date
+                ) -> tuple[Series, dict[str, dt.datetime]]:
+    """The values of the shown series up to `until`, oldest first, and when each vendor's newest value arrived.
     Plain columns, not ORM objects: a practice has hundreds of rows and the digest only reads them."""
+    if not shown:
+        return {}, {}
     query = (
         select(
-            Observation.vendor_id,
-            Observation.kpi,
+            Observation.series_id,
             Observation.period,
             Observation.period_start,
             Observation.period_end,
             Observation.value,
             Observation.updated_at,
         )
-        .where(
-            Observation.practice_id == practice_id,
-            Observation.segment == "all",
-            Observation.period_start <= until,
-        )
+        .where(Observation.series_id.in_(list(shown)), Observation.period_start <= until)
         .order_by(Observation.period_start)
     )
     series: Series = defaultdict(list)
     received: dict[str, dt.datetime] = {}
-    for vendor_id, kpi, period, start, end, value, updated_at in session.execute(query):
-        series[(vendor_id, kpi)].append(Point(period, start, end, value))
-        if vendor_id not in received or updated_at > received[vendor_id]:
-            received[vendor_id] = updated_at
+    for series_id, period, start, end, value, updated_at in session.execute(query):
+        key = shown[series_id]
+        series[key].append(Point(period, start, end, value))
+        if key[0] not in received or updated_at > received[key[0]]:
+            received[key[0]] = updated_at
     return series, received
 
 
@@ -147,7 +187,20 @@ def alert_line(config: Config, practice: Practice, names: dict[str, str], alert:
         learning=alert.learning,
         resolved_on=local_date(alert.resolved_at, practice.timezone) if alert.resolved_at else None,
         about_staff=alert.vendor_id not in names and (alert.kpi in STAFF_KPIS or alert.rule == "pulse_overdue"),
+        segment=alert.segment,
+        recover=held_by(config, practice, alert),
     )
+
+
+def held_by(config: Config, practice: Practice, alert: Alert) -> float | None:
+    """The recovery line of a threshold alert whose value is back inside its limit but not past that line yet
+    (it stays open, alerts.rules.judge_threshold): the digest must not call such a value 'over the limit'."""
+    kpi, vendor = config.kpi(alert.kpi), practice.vendor(alert.vendor_id)
+    if alert.rule != "threshold" or kpi is None or vendor is None or alert.state != "firing":
+        return None
+    if worse_than(alert.value, alert.threshold, kpi.better):
+        return None
+    return thresholds_for(kpi, practice, vendor, alert.kpi, config.catalog.defaults).recover
 
 
 def split_alerts(
@@ -168,13 +221,12 @@ def split_alerts(
     return without_covered_trends(opened), without_covered_trends(still_open), resolved, late
 
 
-def worst_severity_by_kpi(alerts: list[AlertLine]) -> dict[tuple[str, str], str]:
-    worst: dict[tuple[str, str], str] = {}
+def alerts_by_series(alerts: list[AlertLine]) -> dict[SeriesKey, list[AlertLine]]:
+    """Open alerts by the series they are about: a payer's alert is about the payer's row, not the practice's."""
+    found: dict[SeriesKey, list[AlertLine]] = defaultdict(list)
     for alert in alerts:
-        key = (alert.vendor_id, alert.kpi)
-        if SEVERITY_ORDER.get(alert.severity, 0) > SEVERITY_ORDER.get(worst.get(key, ""), 0):
-            worst[key] = alert.severity
-    return worst
+        found[(alert.vendor_id, alert.kpi, alert.segment)].append(alert)
+    return found
 
 
 def vendor_card(
@@ -183,16 +235,20 @@ def vendor_card(
     vendor: Vendor,
     series: Series,
     received: dict[str, dt.datetime],
-    open_severity: dict[tuple[str, str], str],
+    open_by_series: dict[SeriesKey, list[AlertLine]],
     window_start: dt.datetime,
     as_of: dt.date,
+    hidden: Counter[str],
 ) -> VendorCard:
+    segments = sorted((key for key in series if key[0] == vendor.id), key=lambda key: (key[2] != "all", key[2]))
     rows = tuple(
-        kpi_row(config, practice, vendor, key, kpi, points, open_severity.get((vendor.id, key)), as_of)
-        for key, kpi in config.catalog.kpis.items()
-        if (points := series.get((vendor.id, key)))
+        kpi_row(config, practice, vendor, kpi_key, kpi, segment, series[(vendor.id, kpi_key, segment)],
+                open_by_series.get((vendor.id, kpi_key, segment), []), as_of)
+        for kpi_key, kpi in config.catalog.kpis.items()
+        for _, key, segment in segments
+        if key == kpi_key
     )
-    latest_end = max((points[-1].period_end for (v, _), points in series.items() if v == vendor.id), default=None)
+    latest_end = max((points[-1].period_end for key, points in series.items() if key[0] == vendor.id), default=None)
     arrived = received.get(vendor.id)
     return VendorCard(
         id=vendor.id,
@@ -205,6 +261,7 @@ def vendor_card(
         new_data=arrived is not None and arrived >= window_start,
         next_feed=next_due(vendor, latest_end, as_of),
         learning_until=learning_until(config, practice, vendor, as_of),
+        hidden_segments=hidden[vendor.id],
     )
 
 
@@ -214,16 +271,23 @@ def kpi_row(
     vendor: Vendor,
     key: str,
     kpi: Kpi,
+    segment: str,
     points: list[Point],
-    alert_severity: str | None,
+    open_alerts: list[AlertLine],
     as_of: dt.date,
 ) -> KpiRow:
+    """The row's status and limit come from the rules evaluation runs (alerts.rules.judge_latest) on this row's
+    own series, and only this series' open alerts can raise it."""
     latest = points[-1]
     defaults = config.catalog.defaults
     baseline = baseline_of(points, vendor.go_live, defaults.baseline_months, defaults.baseline_min_periods)
     thresholds = thresholds_for(kpi, practice, vendor, key, defaults)
     target = target_for(kpi, practice, vendor, key)
-    status, limit = row_status(kpi, thresholds, latest.value, baseline, alert_severity, target)
+    learning = in_learning_period(latest.period_start, vendor.go_live, learning_days(config, practice))
+    firing = any(alert.rule == "threshold" for alert in open_alerts)
+    verdicts = judge_latest(points, thresholds, baseline, vendor.go_live, learning, firing)
+    alert_severity = max((alert.severity for alert in open_alerts), key=SEVERITY_ORDER.__getitem__, default=None)
+    status, limit, recover = row_status(verdicts, alert_severity, latest.value, kpi.better, target)
     return KpiRow(
         key=key,
         label=kpi.label,
@@ -238,12 +302,16 @@ def kpi_row(
         status=status,
         trend=tuple(TrendPoint(p.period, p.value, p.period_start < vendor.go_live) for p in points[-TREND_PERIODS:]),
         stale=is_stale(latest.period_end, vendor.cadence, as_of),
+        segment=segment,
+        recover=recover,
     )
 
 
-def learning_until(config: Config, practice: Practice, vendor: Vendor, as_of: dt.date) -> dt.date | None:
+def learning_days(config: Config, practice: Practice) -> int:
     days = practice.learning_period_days
-    if days is None:
-        days = config.catalog.defaults.learning_period_days
-    ends = vendor.go_live + dt.timedelta(days=days)
+    return config.catalog.defaults.learning_period_days if days is None else days
+
+
+def learning_until(config: Config, practice: Practice, vendor: Vendor, as_of: dt.date) -> dt.date | None:
+    ends = vendor.go_live + dt.timedelta(days=learning_days(config, practice))
     return ends if vendor.go_live <= as_of < ends else None

@@ -30,12 +30,14 @@ class KpiRow:
     value: float
     period: str
     target: float | None
-    limit: float | None  # the bound it breaches, when it breaches one
+    limit: float | None  # the bound it breaches, when it breaches one (alerts.rules.limit_for)
     baseline: float | None
     change: float | None  # value - baseline
     status: str  # critical | warning | off_target (inside its limits, short of target) | ok | tracked
     trend: tuple[TrendPoint, ...]  # the last 12 periods, oldest first
     stale: bool  # the vendor's feed is so late that this value is old news
+    segment: str = "all"  # a payer's, location's or provider's own figure (payer:Aetna), or the whole practice's
+    recover: float | None = None  # the line a held alert must pass to clear, while it is held by it
 
     @property
     def improved(self) -> bool | None:
@@ -57,6 +59,7 @@ class VendorCard:
     new_data: bool  # something arrived in the reporting window
     next_feed: FeedDue
     learning_until: dt.date | None  # set while the vendor is in its post-go-live learning period
+    hidden_segments: int = 0  # segment rows left off the scorecard (see digest.build.MAX_SEGMENT_ROWS)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class AlertLine:
     learning: bool
     resolved_on: dt.date | None = None
     about_staff: bool = False  # a staff pulse KPI or the pulse schedule, not a vendor's
+    segment: str = "all"
+    recover: float | None = None  # set while the value is inside its limit but not yet past its recovery line
 
     @property
     def late_feed(self) -> bool:

@@ -19,13 +19,12 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from alerts.formats import HTML, TEXT, escape_text, template_environment
-from alerts.messages import format_change, format_period, format_value
+from alerts.messages import for_segment, format_change, format_period, format_value
 from digest.model import Digest, RegionDigest, TrendPoint
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEXT_WIDTH = 78
 BAR_HEIGHT = 32  # px, the tallest bar of a trend chart
-BAR_FLOOR = 3  # px, the lowest: a bar must stay visible
 SPARKS = "▁▂▃▄▅▆▇█"
 BEFORE_GO_LIVE, AFTER_GO_LIVE = "#d0d5dd", "#98a2b3"
 # status: (label, colour, background)
@@ -113,12 +112,14 @@ def environment(output_format: str = TEXT) -> Environment:
         day=format_day,
         long_day=format_long_day,
         period=format_period,
+        for_segment=for_segment,
         service=lambda service: SERVICES.get(service, service.replace("_", " ")),
         lower_first=lower_first,
         sentence=sentence,
         plural=plural,
         bars=bars,
         spark=spark,
+        range_note=range_note,
         trend_label=trend_label,
         pulse=format_pulse,
         pulse_trend=pulse_trend,
@@ -183,30 +184,53 @@ def wrap(text: str, indent: str = "") -> Markup:
                                 break_long_words=False, break_on_hyphens=False))
 
 
+def chart_range(values: Sequence[float]) -> tuple[float, float]:
+    """The values a chart's bottom and top stand for. From zero whenever no value is negative, so a bar's height
+    is in proportion to its value (41.6 days next to 52 reads as four fifths, not as nearly nothing); a series
+    with a negative value (eNPS) is drawn over its own range, and the chart says so (range_note)."""
+    low, high = min(values), max(values)
+    return (0.0, high) if low >= 0 else (low, high)
+
+
+def from_zero(trend: Sequence[TrendPoint]) -> bool:
+    return not trend or chart_range([point.value for point in trend])[0] == 0
+
+
 def bars(trend: Sequence[TrendPoint], status: str) -> list[Bar]:
-    """Heights scaled between the series' own minimum and maximum (a sparkline shows shape, not zero)."""
+    """Heights in proportion to the value (from zero, see chart_range); at least a pixel, so a period that was
+    reported always shows."""
     values = [point.value for point in trend]
     if not values:
         return []
-    low, high = min(values), max(values)
+    low, high = chart_range(values)
     span = high - low
     colours = [BEFORE_GO_LIVE if point.before_go_live else AFTER_GO_LIVE for point in trend]
     colours[-1] = STATUSES.get(status, STATUSES["tracked"])[1]
     heights = [
-        BAR_HEIGHT // 2 if span == 0 else BAR_FLOOR + round((value - low) / span * (BAR_HEIGHT - BAR_FLOOR))
+        BAR_HEIGHT // 2 if span == 0 and low != 0 else max(1, round((value - low) / (span or 1) * BAR_HEIGHT))
         for value in values
     ]
     return [Bar(height, colour) for height, colour in zip(heights, colours, strict=True)]
 
 
 def spark(trend: Sequence[TrendPoint]) -> str:
+    """The plain-text chart, on the same scale as the bars."""
     values = [point.value for point in trend]
     if not values:
         return ""
-    low, high = min(values), max(values)
+    low, high = chart_range(values)
     if high == low:
-        return SPARKS[3] * len(values)
+        return SPARKS[0 if low == 0 else 3] * len(values)
     return "".join(SPARKS[round((value - low) / (high - low) * (len(SPARKS) - 1))] for value in values)
+
+
+def range_note(trend: Sequence[TrendPoint], unit: str, key: str = "") -> str:
+    """What a chart not drawn from zero spans, said beside it: 'range -20 to +10'; '' for a chart from zero."""
+    if from_zero(trend):
+        return ""
+    low, high = chart_range([point.value for point in trend])
+    shown = (lambda value: format_pulse(value, key)) if key else (lambda value: format_value(value, unit))
+    return f"range {shown(low)} to {shown(high)}"
 
 
 def trend_label(trend: Sequence[TrendPoint], unit: str) -> str:

@@ -7,12 +7,12 @@ import datetime as dt
 
 import pytest
 
-from alerts.rules import Thresholds
+from alerts.rules import Point, Thresholds, judge_latest
 from config import Practice
-from config.schema import Kpi
+from config.schema import Kpi, Tolerance
 from digest.assess import dollar_lines, headline, pulse_severity, row_status, staff_signal, talking_points
 from digest.model import AlertLine, DollarLine, KpiRow, TalkingPoint, TrendPoint, VendorCard
-from digest.render import bars, format_period, lower_first, spark
+from digest.render import bars, format_period, lower_first, range_note, spark
 from feeds.freshness import FeedDue
 from pulse.report import PulseReport, PulseScore
 
@@ -29,6 +29,10 @@ def row(key: str, value: float, target: float | None, better: str = "higher", st
 def card(*rows: KpiRow, fee: float | None = None, service: str = "billing", name: str = "Acme RCM") -> VendorCard:
     return VendorCard("acme", name, service, dt.date(2026, 3, 1), fee, rows, dt.date(2026, 11, 17), True, NEXT,
                       None)
+
+
+def point(value: float) -> Point:
+    return Point("2026-10", dt.date(2026, 10, 1), dt.date(2026, 10, 31), value)
 
 
 def practice(annual: float | None = 500_000) -> Practice:
@@ -163,15 +167,24 @@ def test_a_staff_signal_comes_only_from_a_pulse_that_may_be_shown() -> None:
         type(signal)("readiness", readiness="pause")
 
 
-def test_trend_bars_span_the_series_own_range_and_colour_the_latest_by_status() -> None:
-    trend = [TrendPoint(f"2026-{m:02d}", value, m < 3) for m, value in enumerate([10.0, 12.0, 14.0, 11.0], 1)]
+def test_trend_bars_start_at_zero_and_colour_the_latest_by_status() -> None:
+    trend = [TrendPoint(f"2026-{m:02d}", value, m < 3) for m, value in enumerate([52.0, 41.6, 26.0, 0.0], 1)]
 
     drawn = bars(trend, "critical")
 
-    assert [bar.height for bar in drawn] == [3, 17, 32, 10]
+    # In proportion to the value: 41.6 is four fifths of 52's bar, not the floor (issue 14, item 4).
+    assert [bar.height for bar in drawn] == [32, 26, 16, 1]
     assert [bar.colour for bar in drawn] == ["#d0d5dd", "#d0d5dd", "#98a2b3", "#b42318"]
-    assert spark(trend) == "▁▅█▃"
-    assert [bar.height for bar in bars([TrendPoint("", 5.0, False)] * 3, "ok")] == [16, 16, 16]
+    assert spark(trend) == "█▇▅▁"
+    assert range_note(trend, "days") == ""
+    assert [bar.height for bar in bars([TrendPoint("", 5.0, False)] * 3, "ok")] == [32, 32, 32]
+
+
+def test_a_trend_with_a_negative_value_is_drawn_over_its_range_and_says_so() -> None:
+    trend = [TrendPoint("", value, False) for value in (-20.0, 0.0, 10.0)]
+
+    assert [bar.height for bar in bars(trend, "tracked")] == [1, 21, 32]
+    assert range_note(trend, "", "enps") == "range -20 to +10"
 
 
 @pytest.mark.parametrize(
@@ -244,17 +257,29 @@ DENIALS = Kpi(label="Initial denial rate", unit="%", better="lower", rule="thres
 @pytest.mark.parametrize(
     ("value", "alert_severity", "expected"),
     [
-        (4.0, None, ("ok", None)),  # better than the 5% target
-        (5.0, None, ("ok", None)),  # on target
-        (7.2, None, ("off_target", None)),  # inside the limits, short of the target: not "OK"
-        (8.5, None, ("warning", 8.0)),
-        (10.4, None, ("critical", 10.0)),
-        (7.2, "critical", ("critical", None)),  # an open trend alert outranks the value's own verdict
+        (4.0, None, ("ok", None, None)),  # better than the 5% target
+        (5.0, None, ("ok", None, None)),  # on target
+        (7.2, None, ("off_target", None, None)),  # inside the limits, short of the target: not "OK"
+        (8.5, None, ("warning", 8.0, None)),
+        (10.4, None, ("critical", 10.0, None)),
+        (7.2, "critical", ("critical", None, None)),  # an open trend alert outranks the value's own verdict
     ],
 )
 def test_a_kpi_is_ok_only_on_target_and_off_target_inside_its_limits(
-    value: float, alert_severity: str | None, expected: tuple[str, float | None]
+    value: float, alert_severity: str | None, expected: tuple[str, float | None, float | None]
 ) -> None:
     thresholds = Thresholds(better="lower", warn=8, crit=10, for_periods=1)
+    verdicts = judge_latest([point(value)], thresholds, None, dt.date(2026, 3, 1), False, False)
 
-    assert row_status(DENIALS, thresholds, value, None, alert_severity, target=5) == expected
+    assert row_status(verdicts, alert_severity, value, DENIALS.better, target=5) == expected
+
+
+def test_a_row_states_the_limit_its_rule_judges_by_not_the_catalogs_kind() -> None:
+    """No-show rate is a baseline KPI in the catalog; a practice's warn/crit override makes evaluation judge it by
+    threshold too, and the scorecard must state the limit the alert states (issue 14, item 2)."""
+    thresholds = Thresholds(better="lower", warn=12.0, crit=15.0, for_periods=1,
+                            tolerance=Tolerance(warn_pct=10, crit_pct=20))
+    verdicts = judge_latest([point(16.0)], thresholds, 9.9, dt.date(2026, 3, 1), False, False)
+
+    assert verdicts["threshold"].threshold == 15.0 and verdicts["baseline"].threshold == pytest.approx(11.88)
+    assert row_status(verdicts, None, 16.0, "lower") == ("critical", 15.0, None)

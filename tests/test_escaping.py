@@ -36,6 +36,7 @@ from sqlalchemy import select
 
 import config as config_package
 from alerts.delivery import deliver
+from alerts.messages import segment_label
 from config import Config, load_config
 from digest.send import preview, send_digest, send_region_digest
 from storage.db import session_scope
@@ -348,7 +349,7 @@ def test_a_hostile_name_is_escaped_for_every_channel_and_still_readable(
     problems: list[str] = []
     cards, slack = teams_blocks(teams_server), slack_messages(slack_http)
     assert len(cards) == len(slack) == sent >= 2, (len(cards), len(slack), sent)
-    alert_names = [names.practice, names.vendor, names.kpi, names.segment]
+    alert_names = [names.practice, names.vendor, names.kpi, segment_label(names.segment)]  # as readers name it
     teams_bodies = " ".join(body for _, body, _ in cards)
     slack_bodies = " ".join(body for _, body in slack)
     problems += [f"Teams: {p}" for p in markdown_problems(teams_bodies, hostile, alert_names)]
@@ -379,7 +380,8 @@ def test_a_hostile_name_is_escaped_for_every_channel_and_still_readable(
     problems += [f"email alert text: {p}" for p in text_problems(alert_text, hostile, [])]
 
     [practice_digest] = [mail for mail in digests if mail not in region]
-    digest_names = [names.practice, names.vendor, names.kpi, names.late_vendor, names.staff_group]
+    digest_names = [names.practice, names.vendor, names.kpi, names.late_vendor, names.staff_group,
+                    segment_label(names.segment)]
     for kind, mail, shown in (("digest", practice_digest, digest_names),
                               ("region roll-up", region[0], [names.region, *practices, names.vendor])):
         parts = parts_of(mail.message)

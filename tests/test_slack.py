@@ -175,7 +175,7 @@ def test_feed_text_in_a_slack_message_is_escaped_for_mrkdwn_exactly_once(
     assert "<Acme" not in text and "Sons>" not in text, "a raw < or > would open a Slack link or mention"
     for twice in ("&amp;amp;", "&amp;lt;", "&amp;gt;"):
         assert twice not in text, f"the segment was escaped twice ({twice}): {text!r}"
-    assert "payer:&lt;Acme &amp; Sons&gt;" in text, text
+    assert "for &lt;Acme &amp; Sons&gt; (payer)" in text, text  # the segment payer:<Acme & Sons>, as readers name it
 
 
 def test_the_practice_name_and_headline_are_bold_in_slack(
@@ -183,7 +183,7 @@ def test_the_practice_name_and_headline_are_bold_in_slack(
 ) -> None:
     text = message_text(deliver_to_slack(tmp_path, slack_config, slack_http))
     assert text.startswith("*Maple Street Clinic*\n"), text
-    assert "• *Critical: Initial denial rate*" in text, text
+    assert "• *Critical: Initial denial rate for &lt;Acme &amp; Sons&gt; (payer)*" in text, text
 
 
 def test_a_slack_message_carries_no_phi_and_no_secret(
