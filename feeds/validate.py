@@ -257,7 +257,7 @@ class RowValidator:
         vendor_unit = self.vendor_unit(practice, vendor_id)
         value = check_value(row_number, row, kpi[1] if kpi else None, vendor_unit, problems,
                             signed=bool(kpi and kpi[0] in SIGNED_KPIS))
-        problems = [screen_phi(problem) for problem in problems]
+        problems = [screen_phi(problem, row) for problem in problems]
         if problems or practice is None or vendor_id is None or kpi is None or period is None or value is None:
             if names:
                 problems = [rename_column(p, names) for p in problems]
@@ -337,10 +337,14 @@ class RowValidator:
         return verdict
 
 
-def screen_phi(problem: Problem) -> Problem:
+def screen_phi(problem: Problem, row: dict[str, str]) -> Problem:
     """A refused cell that looks like patient data is refused as that, and never repeated: errors are stored,
-    mailed and logged. (The fast paths refuse every such cell too, as unknown or unreadable, and fall back here.)"""
-    if not problem.value or (kind := phi_shape(problem.value, dates=problem.column not in PERIOD_COLUMNS)) is None:
+    mailed and logged. (The fast paths refuse every such cell too, as unknown or unreadable, and fall back here.)
+    The whole cell is judged, not the 80 characters an error would quote, which may cut a number in two."""
+    if not problem.value:
+        return problem
+    cell = row.get(problem.column or "__extra__") or problem.value
+    if (kind := phi_shape(cell, dates=problem.column not in PERIOD_COLUMNS)) is None:
         return problem
     return Problem(problem.row, problem.column, None, phi_message(kind))
 

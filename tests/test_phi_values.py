@@ -107,6 +107,7 @@ CASES = {
     "a phone number as the period": cell_case("period", "312-555-0142", "a phone number"),
     "an email as the practice": cell_case("practice", "mary.jones@example.com", "an email address"),
     "an SSN as the KPI": cell_case("kpi", "ssn 123-45-6789", "an SSN"),
+    "an SSN across the 80 characters an error quotes": cell_case("kpi", "x" * 76 + " 123-45-6789", "an SSN"),
 }
 
 
