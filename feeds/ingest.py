@@ -60,6 +60,8 @@ class IngestResult:
     # Where the rows of an accepted feed were checked: "streamed" (a first delivery, feeds.stream), "postgresql"
     # (feeds.bulk) or "python" (row by row, feeds.validate).
     checked_in: str | None = None
+    # What the operator should know about an accepted file, e.g. a surveys.yaml question the export lacks.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -80,6 +82,7 @@ class IngestResult:
             "errors": [problem.as_dict() for problem in self.problems],
             "error_count": max(self.problem_count, len(self.problems)),
             "checked_in": self.checked_in,
+            "notes": self.notes,
         }
 
 

@@ -17,9 +17,11 @@ from difflib import get_close_matches
 from config import Config, Kpi, Practice
 from feeds.parse import AmbiguousNumber, Table, UnreadableRow, normalise_header, parse_number
 from feeds.periods import Period, parse_period, span_period
+from feeds.phi import phi_message, phi_shape
 
 LONG_COLUMNS = {"practice", "vendor", "kpi", "period", "period_start", "period_end", "value", "segment", "unit"}
 ROW_COLUMNS = {"practice", "vendor", "period", "period_start", "period_end", "segment", "unit"}
+PERIOD_COLUMNS = {"period", "period_start", "period_end"}
 PHI_COLUMN = re.compile(
     r"(^|_)(patient|first_?name|last_?name|full_?name|name|dob|date_of_birth|birth_?date|mrn|medical_record"
     r"|ssn|social_security|member_?id|subscriber|insured_?id|address|street|zip|postal|phone|mobile|email)($|_)"
@@ -255,6 +257,7 @@ class RowValidator:
         vendor_unit = self.vendor_unit(practice, vendor_id)
         value = check_value(row_number, row, kpi[1] if kpi else None, vendor_unit, problems,
                             signed=bool(kpi and kpi[0] in SIGNED_KPIS))
+        problems = [screen_phi(problem, row) for problem in problems]
         if problems or practice is None or vendor_id is None or kpi is None or period is None or value is None:
             if names:
                 problems = [rename_column(p, names) for p in problems]
@@ -334,6 +337,18 @@ class RowValidator:
         return verdict
 
 
+def screen_phi(problem: Problem, row: dict[str, str]) -> Problem:
+    """A refused cell that looks like patient data is refused as that, and never repeated: errors are stored,
+    mailed and logged. (The fast paths refuse every such cell too, as unknown or unreadable, and fall back here.)
+    The whole cell is judged, not the 80 characters an error would quote, which may cut a number in two."""
+    if not problem.value:
+        return problem
+    cell = row.get(problem.column or "__extra__") or problem.value
+    if (kind := phi_shape(cell, dates=problem.column not in PERIOD_COLUMNS)) is None:
+        return problem
+    return Problem(problem.row, problem.column, None, phi_message(kind))
+
+
 def rename_column(problem: Problem, names: dict[str, str]) -> Problem:
     if problem.column in names:
         return Problem(problem.row, names[problem.column], problem.value, problem.message)
@@ -372,7 +387,9 @@ def check_segment(row_number: int, row: dict[str, str], problems: list[Problem])
     segment = (row.get("segment") or "all").strip()
     if segment.lower() == "all":
         return "all"
-    if not SEGMENT.match(segment):
+    if (kind := phi_shape(segment)) is not None:  # first: the other messages repeat the segment
+        problems.append(Problem(row_number, "segment", None, phi_message(kind)))
+    elif not SEGMENT.match(segment):
         problems.append(Problem(row_number, "segment", segment,
                                 "segment must be all, payer:<name>, location:<name> or provider:<name>"))
     elif len(segment) > SEGMENT_MAX_LENGTH:

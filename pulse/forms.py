@@ -13,7 +13,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from config.schema import SurveyQuestion, SurveyScale, SurveysFile
 from feeds.parse import decode, sniff_delimiter
@@ -44,6 +44,9 @@ QUALTRICS_META = frozenset({
 # Qualtrics Status values that are not a staff member answering: previews, tests, spam (codes and labels).
 QUALTRICS_NOT_RESPONSES = frozenset({"1", "2", "8", "9", "12", "survey preview", "survey test", "spam",
                                      "preview spam", "imported spam"})
+# A multiple-choice question with an 'Other (text)' choice: Qualtrics heads the choice column '<question> - Selected
+# Choice' (labels and numeric-values exports alike) and the typed text '<question> - <choice> - Text' (a _TEXT id).
+QUALTRICS_SELECTED_CHOICE = re.compile(r"\s+-\s+selected choice\s*$", re.IGNORECASE)
 
 
 class SurveyRejected(ValueError):
@@ -71,6 +74,7 @@ class Responses:
     closed_on: dt.date  # the last response's day
     respondents: list[Respondent]
     unmapped_questions: list[str] = field(default_factory=list)
+    missing_questions: list[SurveyQuestion] = field(default_factory=list)  # of surveys.yaml, not in this export
 
     @property
     def count(self) -> int:
@@ -119,7 +123,9 @@ def parse_export(data: bytes, surveys: SurveysFile, tool: SurveyTool | str | Non
                                                      f"the export's questions: {listed}")])
     taken = {index for binding in bindings for index in binding.columns}
     unmapped = list(dict.fromkeys(column.label for column in columns if column.index not in taken))
-    return read_responses(layout, head, body, bindings, unmapped)
+    bound = {id(binding.question) for binding in bindings}
+    missing = [question for question in surveys.questions if id(question) not in bound]
+    return replace(read_responses(layout, head, body, bindings, unmapped), missing_questions=missing)
 
 
 def parse_google_forms(data: bytes, surveys: SurveysFile) -> Responses:
@@ -227,7 +233,7 @@ def qualtrics_columns(head: list[list[str]]) -> list[Column]:
         qid = import_id(cell(ids, i)) or ""
         if is_qualtrics_meta(name, qid) or qid.upper().endswith("_TEXT") or name.upper().endswith("_TEXT"):
             continue
-        text = cell(texts, i).strip()
+        text = QUALTRICS_SELECTED_CHOICE.sub("", cell(texts, i).strip())
         keys = {normalise(name), normalise(qid), normalise(text)}
         if " - " in text:
             keys.add(normalise(text.rsplit(" - ", 1)[1]))

@@ -303,5 +303,5 @@ def test_the_same_export_twice_is_a_duplicate(config: Config, postgres_url: str,
 def test_responses_carry_no_identity_fields() -> None:
     """The parsed form of an export has no field where an email, a name or a comment could ride along."""
     assert set(Responses.__dataclass_fields__) == {"tool", "opened_on", "closed_on", "respondents",
-                                                   "unmapped_questions"}
+                                                   "unmapped_questions", "missing_questions"}
     assert set(Respondent.__dataclass_fields__) == {"answers", "group"}

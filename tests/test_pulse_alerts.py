@@ -224,7 +224,7 @@ def test_a_later_export_of_the_same_survey_revises_it(postgres_url: str, tmp_pat
     config = config_with(pine_clinic())
     first_days = staff(5, dt.date(2026, 10, 26), pulse_workload=4)
     early = first_days + staff(1, dt.date(2026, 10, 28), pulse_workload=4)
-    final = early + staff(2, dt.date(2026, 10, 30), pulse_workload=1)
+    final = early + staff(5, dt.date(2026, 10, 30), pulse_workload=1)  # 5 more: fewer are held back
     ingest(config, tmp_path, postgres_url, early, "peek.csv")
 
     ingest(config, tmp_path, postgres_url, final, "final.csv")
@@ -236,13 +236,13 @@ def test_a_later_export_of_the_same_survey_revises_it(postgres_url: str, tmp_pat
     assert older.status == "rejected" and "is already stored; this one is older" in str(older.problems[0])
     with session_scope(postgres_url) as session:
         survey = session.scalars(select(PulseSurvey)).one()
-        assert (survey.responses, str(survey.opened_on), str(survey.closed_on)) == (8, "2026-10-26", "2026-10-30")
+        assert (survey.responses, str(survey.opened_on), str(survey.closed_on)) == (11, "2026-10-26", "2026-10-30")
         workload = session.scalars(select(Observation).where(Observation.kpi == "pulse_workload")).one()
-        assert (workload.period, workload.value) == ("2026-10-30", 3.25)
+        assert (workload.period, workload.value) == ("2026-10-30", 2.64)
         revision = session.scalars(select(ObservationRevision).where(
             ObservationRevision.series_id == workload.series_id,
             ObservationRevision.period_start == workload.period_start)).one()
-        assert (revision.old_value, revision.new_value) == (4.0, 3.25)
+        assert (revision.old_value, revision.new_value) == (4.0, 2.64)
 
 
 @pytest.mark.parametrize(

@@ -241,6 +241,8 @@ def print_ingest_results(results: list[Any]) -> None:
         if result.counts:
             detail += f", {result.counts.inserted} new, {result.counts.revised} revised"
         out.print(f"[{colour}]{result.status}[/{colour}] {result.path}: {detail}", highlight=False)
+        for note in result.notes:
+            out.print(f"  {result.path}: {note}", highlight=False, markup=False)
         for problem in result.problems:
             err.print(f"  {result.path}: {problem}", highlight=False, markup=False)
 
