@@ -16,21 +16,64 @@ import typer
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
+from typer.core import TyperGroup
 
 from config import Config, ConfigError, load_config
 from pulse.detect import SurveyTool
 
 EXIT_FAILURE, EXIT_REJECTED = 1, 3
+CONFIG_HELP = "Configuration directory (default $VENDORWATCH_CONFIG, else ./config)."
+JSON_HELP = "Machine-readable output on stdout."
+
+
+def config_given_after(ctx: typer.Context, value: Path | None) -> None:
+    if value is not None:
+        ctx.obj.use_config_dir(value)
+
+
+def json_given_after(ctx: typer.Context, value: bool) -> None:
+    if value:
+        ctx.obj.as_json = True
+
+
+def after_command_options(
+    config: Annotated[Path | None, typer.Option("--config", help=CONFIG_HELP, callback=config_given_after,
+                                                expose_value=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP, callback=json_given_after,
+                                          expose_value=False)] = False,
+) -> None:
+    """Only its signature counts: typer builds the two options from it."""
+
+
+def shared_options() -> list[Any]:
+    """Fresh --config and --json options, built by typer from `after_command_options`."""
+    holder = typer.Typer(add_completion=False)
+    holder.command()(after_command_options)
+    return list(typer.main.get_command(holder).params)
+
+
+class SharedOptionsGroup(TyperGroup):
+    """The README promises --config and --json on every command, and operators type them where they think of
+    them: `vendorwatch --json alerts list` and `vendorwatch alerts list --json` alike. The root reads them before
+    the command (main_options); each command and sub-group of a SharedOptionsGroup also reads them after its name,
+    with callbacks that set the same Options the root made (a click context inherits its parent's obj)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for command in self.commands.values():
+            command.params.extend(shared_options())
+
 
 cli = typer.Typer(
-    pretty_exceptions_show_locals=False,
+    cls=SharedOptionsGroup, pretty_exceptions_show_locals=False,
     add_completion=False, no_args_is_help=True, help="Watch outsourcing vendors: feeds, alerts, digests."
 )
-rerun_cli = typer.Typer(no_args_is_help=True, help="Enqueue the same Celery task the schedule uses.")
-alerts_cli = typer.Typer(no_args_is_help=True, help="Alert operations.")
-db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
-notify_cli = typer.Typer(no_args_is_help=True, help="Channel checks.")
-feeds_cli = typer.Typer(no_args_is_help=True, help="Feed freshness.")
+rerun_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True,
+                        help="Enqueue the same Celery task the schedule uses.")
+alerts_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Alert operations.")
+db_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Database schema.")
+notify_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Channel checks.")
+feeds_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Feed freshness.")
 cli.add_typer(rerun_cli, name="rerun")
 cli.add_typer(alerts_cli, name="alerts")
 cli.add_typer(db_cli, name="db")
@@ -55,6 +98,14 @@ err = make_console(stderr=True)
 class Options:
     config_dir: Path
     as_json: bool
+
+    def use_config_dir(self, config_dir: Path) -> None:
+        """Everything that reads the configuration (the CLI, tasks run in this process) asks the settings."""
+        from worker.settings import get_settings
+
+        os.environ["VENDORWATCH_CONFIG"] = str(config_dir)
+        get_settings.cache_clear()
+        self.config_dir = get_settings().config
 
     def config(self) -> Config:
         try:
@@ -86,11 +137,9 @@ def main_options(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option(
-            "--config", help="Configuration directory (default $VENDORWATCH_CONFIG, else ./config)."
-        ),
+        typer.Option("--config", help=CONFIG_HELP),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     logging.basicConfig(
         level=os.environ.get("VENDORWATCH_LOG_LEVEL", "WARNING"),
@@ -99,12 +148,12 @@ def main_options(
     from config import secrets
 
     secrets.install()  # before anything reads a URL: urllib3 logs request lines (a Teams `sig=`) at DEBUG
-    if config is not None:
-        os.environ["VENDORWATCH_CONFIG"] = str(config)
     from worker.settings import get_settings
 
     get_settings.cache_clear()
     ctx.obj = Options(config_dir=get_settings().config, as_json=as_json)
+    if config is not None:
+        ctx.obj.use_config_dir(config)
 
 
 def prepare_database() -> None:

@@ -1,0 +1,100 @@
+"""The command line as an operator types it, through the real `vendorwatch` executable: --json and --config after
+the command as well as before it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_CONFIG, subprocess_env
+from tests.worker_process import vendorwatch
+
+NOWHERE = "json://127.0.0.1:9/"  # the discard port: nothing listens, nothing is harmed
+FEED = "practice,vendor,kpi,period,value\nmaple-clinic,claimright,denial_rate,2026-10,9.7\n"
+
+
+def environment(tmp_path: Path, database_url: str, channels: dict[str, str] | None = None) -> dict[str, str]:
+    return subprocess_env({
+        "VENDORWATCH_CONFIG": str(TEST_CONFIG),
+        "VENDORWATCH_DATA_DIR": str(tmp_path / "var"),
+        "VENDORWATCH_DATABASE_URL": database_url,
+        **(channels or dict.fromkeys(("TEST_TEAMS_URL", "TEST_ALERT_EMAIL_URL", "TEST_DIGEST_EMAIL_URL"), NOWHERE)),
+    })
+
+
+def run(env: dict[str, str], *args: str, status: int = 0) -> subprocess.CompletedProcess[str]:
+    result = vendorwatch(*args, env=env, check=False)
+    assert result.returncode == status, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def one_line(text: str) -> str:
+    """Rich draws usage errors in a box and wraps at 80 columns when piped: the words, without the drawing."""
+    return " ".join(line.strip(" │╭╮╰╯─") for line in text.splitlines())
+
+
+@pytest.fixture
+def env(tmp_path: Path, postgres_url: str) -> dict[str, str]:
+    return environment(tmp_path, postgres_url)
+
+
+@pytest.fixture
+def feed(tmp_path: Path) -> Path:
+    path = tmp_path / "claimright-2026-10.csv"
+    path.write_text(FEED, encoding="utf-8")
+    return path
+
+
+# -- --json and --config on either side of the command --------------------------------------------------------
+
+SAME_EITHER_WAY = [("alerts", "list"), ("alerts", "silences"), ("feeds", "status")]
+
+
+@pytest.mark.parametrize("command", SAME_EITHER_WAY, ids=" ".join)
+def test_json_after_the_command_prints_what_json_before_it_prints(env: dict[str, str], command: tuple[str, ...]
+                                                                  ) -> None:
+    before = run(env, "--json", *command)
+    after = run(env, *command, "--json")
+
+    assert json.loads(after.stdout) == json.loads(before.stdout)
+
+
+def test_ingest_and_evaluate_take_json_after_their_arguments(env: dict[str, str], feed: Path) -> None:
+    ingested = json.loads(run(env, "ingest", "--no-evaluate", str(feed), "--json").stdout)
+    [evaluation] = json.loads(run(env, "evaluate", "--as-of", "2026-11-15", "--json").stdout)
+
+    assert [(f["status"], f["rows"]) for f in ingested["files"]] == [("accepted", 1)]
+    assert evaluation["practice"] == "maple-clinic"
+    assert ("denial_rate", "2026-10", 9.7) in [(c["kpi"], c["period"], c["value"]) for c in evaluation["changes"]]
+
+
+@pytest.fixture
+def birch_config(tmp_path: Path) -> Path:
+    """The test configuration with its practice renamed: output that names birch-clinic read this directory."""
+    directory = tmp_path / "birch-config"
+    shutil.copytree(TEST_CONFIG, directory)
+    practices = directory / "practices.yaml"
+    practices.write_text(practices.read_text().replace("maple-clinic", "birch-clinic"))
+    return directory
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_config_is_read_from_the_directory_given_before_or_after_the_command(
+    env: dict[str, str], birch_config: Path, where: str
+) -> None:
+    given = ("--config", str(birch_config))
+    arguments = (*given, "--json", "feeds", "status") if where == "before" else ("feeds", "status", *given, "--json")
+
+    rows = json.loads(run(env, *arguments).stdout)
+
+    assert [row["practice"] for row in rows] == ["birch-clinic"]
+
+
+def test_each_command_lists_json_and_config_in_its_help(env: dict[str, str]) -> None:
+    for command in (("alerts", "list"), ("ingest",), ("db", "upgrade"), ("digest",)):
+        shown = run(env, *command, "--help").stdout
+        assert "--json" in shown and "--config" in shown, command
