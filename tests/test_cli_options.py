@@ -1,5 +1,5 @@
 """The command line as an operator types it, through the real `vendorwatch` executable: --json and --config after
-the command as well as before it."""
+the command as well as before it, and a digest mailed to everyone only with --all."""
 
 from __future__ import annotations
 
@@ -9,12 +9,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
-from tests.conftest import TEST_CONFIG, subprocess_env
+from storage.db import session_scope
+from storage.models import DigestRun
+from tests.conftest import TEST_CONFIG, channel_environment, subprocess_env
+from tests.support.smtp_capture import CapturingSMTPServer
+from tests.support.tls_capture import CapturingHTTPSServer
 from tests.worker_process import vendorwatch
 
 NOWHERE = "json://127.0.0.1:9/"  # the discard port: nothing listens, nothing is harmed
 FEED = "practice,vendor,kpi,period,value\nmaple-clinic,claimright,denial_rate,2026-10,9.7\n"
+LEADERSHIP = ["manager@maple.example", "owner@maple.example"]
 
 
 def environment(tmp_path: Path, database_url: str, channels: dict[str, str] | None = None) -> dict[str, str]:
@@ -98,3 +104,57 @@ def test_each_command_lists_json_and_config_in_its_help(env: dict[str, str]) -> 
     for command in (("alerts", "list"), ("ingest",), ("db", "upgrade"), ("digest",)):
         shown = run(env, *command, "--help").stdout
         assert "--json" in shown and "--config" in shown, command
+
+
+# -- digest: everyone only when asked ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mail_env(tmp_path: Path, postgres_url: str, teams_server: CapturingHTTPSServer,
+             smtp_server: CapturingSMTPServer) -> dict[str, str]:
+    return environment(tmp_path, postgres_url, channel_environment(teams_server, smtp_server))
+
+
+def digest_runs(database_url: str) -> int:
+    with session_scope(database_url) as session:
+        return int(session.scalar(select(func.count()).select_from(DigestRun)) or 0)
+
+
+def test_digest_without_a_target_is_a_usage_error_that_says_what_to_add_and_sends_nothing(
+    mail_env: dict[str, str], smtp_server: CapturingSMTPServer, postgres_url: str
+) -> None:
+    result = run(mail_env, "digest", "--week", "2026-W48", status=2)
+
+    said = one_line(result.stderr)
+    assert "say which digests to send" in said, said
+    assert "--practice" in said and "--region" in said and "--all" in said and "--preview" in said, said
+    assert smtp_server.messages == []
+    assert digest_runs(postgres_url) == 0
+
+
+def test_digest_all_sends_every_practice_its_digest(
+    mail_env: dict[str, str], smtp_server: CapturingSMTPServer, postgres_url: str
+) -> None:
+    result = run(mail_env, "digest", "--all", "--week", "2026-W48", "--json")
+
+    [sent] = json.loads(result.stdout)
+    assert (sent["key"], sent["status"]) == ("maple-clinic", "sent")
+    [mail] = smtp_server.wait_for(1)
+    assert sorted(mail.rcpt_tos) == LEADERSHIP
+
+
+def test_digest_all_with_a_practice_is_refused_as_contradictory(mail_env: dict[str, str],
+                                                                 smtp_server: CapturingSMTPServer) -> None:
+    result = run(mail_env, "digest", "--all", "--practice", "maple-clinic", status=2)
+
+    assert "--all sends every digest" in one_line(result.stderr)
+    assert smtp_server.messages == []
+
+
+def test_a_preview_without_a_target_writes_every_digest_and_sends_nothing(
+    mail_env: dict[str, str], smtp_server: CapturingSMTPServer, tmp_path: Path
+) -> None:
+    run(mail_env, "digest", "--preview", str(tmp_path / "preview"), "--week", "2026-W48")
+
+    assert (tmp_path / "preview" / "digest-maple-clinic-2026-W48.html").is_file()
+    assert smtp_server.messages == []

@@ -376,12 +376,16 @@ def digest(
         Path | None, typer.Option(help="Write what would be sent (.html, .txt, .eml) to this folder instead.")
     ] = None,
     resend: Annotated[bool, typer.Option(help="Send again even if this week's digest went out.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every practice's digest and every region's roll-up.")
+    ] = False,
 ) -> None:
     """Build and send (or preview) the weekly digests: each practice's, and each region's roll-up."""
     from digest.send import preview as preview_practice
     from digest.send import preview_region, send_digest, send_region_digest
     from storage.db import session_scope
 
+    require_digest_targets(practice, region, all_, preview)
     config = ctx.obj.config()
     prepare_database()
     week = digest_week(week)
@@ -405,6 +409,17 @@ def digest(
         raise typer.Exit(EXIT_FAILURE)
 
 
+def require_digest_targets(practice: str | None, region: str | None, all_: bool, preview: Path | None) -> None:
+    """Email to every practice and region at once only when asked in so many words: a bare `vendorwatch digest`
+    (a mistyped or half-remembered command) must not mail all leadership off schedule. A preview sends nothing."""
+    chosen = practice is not None or region is not None
+    if all_ and chosen:
+        raise typer.BadParameter("--all sends every digest; leave out --practice and --region, or drop --all")
+    if not (chosen or all_ or preview is not None):
+        raise typer.BadParameter("say which digests to send: add --practice P, --region R, or --all for every "
+                                 "practice and region (or --preview DIR to write them to disk instead)")
+
+
 def digest_week(week: str | None) -> str:
     from digest.schedule import iso_week, parse_week
 
@@ -415,7 +430,8 @@ def digest_week(week: str | None) -> str:
 
 
 def digest_targets(config: Config, practice: str | None, region: str | None) -> tuple[list[Any], list[str]]:
-    """--practice and/or --region pick one each; neither: every practice and every region with a leader."""
+    """--practice and/or --region pick one each; neither (--all, or a preview): every practice and every region
+    with a leader."""
     from digest.region import regions_of
 
     regions = regions_of(config)
