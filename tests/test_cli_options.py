@@ -1,24 +1,30 @@
 """The command line as an operator types it, through the real `vendorwatch` executable: --json and --config after
-the command as well as before it, and a digest mailed to everyone only with --all."""
+the command as well as before it, a digest mailed to everyone only with --all, and a PostgreSQL database without
+its schema met with the command to run instead of a traceback."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 
-from storage.db import session_scope
+from storage.db import MIGRATIONS_DIR, engine_for, session_scope, upgrade
 from storage.models import DigestRun
 from tests.conftest import TEST_CONFIG, channel_environment, subprocess_env
+from tests.support.services import drop_postgres_database, fresh_postgres_database
 from tests.support.smtp_capture import CapturingSMTPServer
 from tests.support.tls_capture import CapturingHTTPSServer
 from tests.worker_process import vendorwatch
 
 NOWHERE = "json://127.0.0.1:9/"  # the discard port: nothing listens, nothing is harmed
+NO_SCHEMA = "the database has no schema yet: run `vendorwatch db upgrade`"
 FEED = "practice,vendor,kpi,period,value\nmaple-clinic,claimright,denial_rate,2026-10,9.7\n"
 LEADERSHIP = ["manager@maple.example", "owner@maple.example"]
 
@@ -158,3 +164,66 @@ def test_a_preview_without_a_target_writes_every_digest_and_sends_nothing(
 
     assert (tmp_path / "preview" / "digest-maple-clinic-2026-W48.html").is_file()
     assert smtp_server.messages == []
+
+
+# -- a PostgreSQL database before `db upgrade` ------------------------------------------------------------------
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database no migration has touched, as an operator has before `vendorwatch db upgrade`."""
+    url = fresh_postgres_database()
+    yield url
+    engine_for(url).dispose()
+    drop_postgres_database(url)
+
+
+def every_migration() -> list[str]:
+    """The revisions this vendorwatch ships, oldest first, as Alembic reads them."""
+    return [script.revision for script in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()][::-1]
+
+
+def commands_that_read_the_database(feed: Path) -> list[tuple[str, ...]]:
+    return [("alerts", "list"), ("alerts", "ack", "1"), ("feeds", "status"), ("evaluate",),
+            ("digest", "--practice", "maple-clinic"), ("ingest", "--no-evaluate", str(feed)),
+            ("rerun", "evaluate")]
+
+
+def test_every_command_on_a_database_without_schema_says_to_run_db_upgrade(
+    tmp_path: Path, empty_postgres_url: str, feed: Path
+) -> None:
+    env = environment(tmp_path, empty_postgres_url)
+
+    for command in commands_that_read_the_database(feed):
+        result = run(env, *command, status=1)
+        assert NO_SCHEMA in result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.stderr, (command, result.stderr)
+
+
+def test_db_upgrade_says_which_migrations_it_applied_and_then_that_it_is_up_to_date(
+    tmp_path: Path, empty_postgres_url: str
+) -> None:
+    env = environment(tmp_path, empty_postgres_url)
+    every = every_migration()
+
+    first = run(env, "db", "upgrade")
+    again = run(env, "db", "upgrade", "--json")
+
+    assert f"applied {every[0]} -> {every[-1]}" in first.stdout
+    assert "up to date" not in first.stdout
+    assert json.loads(again.stdout) == {"status": "up to date", "revision": every[-1], "applied": []}
+    assert json.loads(run(env, "alerts", "list", "--json").stdout) == []
+
+
+def test_a_schema_behind_this_vendorwatch_is_named_and_db_upgrade_applies_the_rest(
+    tmp_path: Path, empty_postgres_url: str
+) -> None:
+    *earlier, head = every_migration()
+    upgrade(empty_postgres_url, earlier[-1])
+    env = environment(tmp_path, empty_postgres_url)
+
+    refused = run(env, "alerts", "list", status=1)
+    upgraded: dict[str, Any] = json.loads(run(env, "db", "upgrade", "--json").stdout)
+
+    assert f"the database schema is at {earlier[-1]}, this vendorwatch needs {head}" in refused.stderr
+    assert upgraded == {"status": "upgraded", "from": earlier[-1], "to": head, "applied": [head]}

@@ -157,12 +157,31 @@ def main_options(
 
 
 def prepare_database() -> None:
-    """The embedded SQLite database is created and migrated on first use; a server database needs `db upgrade`."""
+    """The embedded SQLite database is created and migrated on first use; a server database is migrated by
+    `db upgrade` alone (one deliberate step, see docker-compose.yml), so a command run before it stops here and
+    says so, instead of a traceback about a missing table."""
     from storage.db import upgrade
     from worker.settings import get_settings
 
     if get_settings().resolved_database_url().startswith("sqlite"):
         upgrade()
+        return
+    if (missing := missing_schema()) is not None:
+        err.print(f"[red]error[/red] {missing}", highlight=False)
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def missing_schema() -> str | None:
+    """What is missing from the database's schema, or None when it has every migration this vendorwatch knows.
+    A schema newer than this vendorwatch (a rollback) is let through: it may well still work."""
+    from storage.db import head_revision, migrations_between, schema_revision
+
+    current, head = schema_revision(), head_revision()
+    if current is None:
+        return "the database has no schema yet: run `vendorwatch db upgrade`"
+    if current != head and current in migrations_between(None, head):
+        return f"the database schema is at {current}, this vendorwatch needs {head}: run `vendorwatch db upgrade`"
+    return None
 
 
 @cli.command()
@@ -789,10 +808,19 @@ def status(
 @db_cli.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply migrations."""
-    from storage.db import upgrade
+    from storage.db import migrations_between, schema_revision, upgrade
 
+    before = schema_revision()
     upgrade()
-    emit(ctx, {"status": "upgraded"}, "database schema is up to date")
+    after = schema_revision()
+    applied = migrations_between(before, after)
+    if not applied:
+        emit(ctx, {"status": "up to date", "revision": after, "applied": []},
+             f"database schema is up to date ({after}): nothing to apply")
+        return
+    steps = f"{applied[0]} -> {applied[-1]}" if len(applied) > 1 else applied[0]
+    emit(ctx, {"status": "upgraded", "from": before, "to": after, "applied": applied},
+         f"database schema upgraded: applied {steps}" + (f" (it was at {before})" if before else ""))
 
 
 def main() -> None:
