@@ -141,7 +141,7 @@ class Applied:
     what it tells (None for events that notify nobody); its alert_id is filled in once the alert row exists."""
 
     alert: Alert
-    event: AlertEvent
+    event: AlertEvent | None  # None: the alert only follows the latest value (follow_latest)
     change: Change | None
 
 
@@ -200,9 +200,11 @@ def record(session: Session, applied: list[Applied]) -> list[Change]:
             alert.id = alert_id
     events = []
     for item in applied:
-        item.event.alert_id = item.alert.id
-        events.append(row_of(item.event))
-    session.connection().execute(EVENT_INSERT, events)
+        if item.event is not None:
+            item.event.alert_id = item.alert.id
+            events.append(row_of(item.event))
+    if events:
+        session.connection().execute(EVENT_INSERT, events)
     return [replace(item.change, alert_id=item.alert.id) for item in applied if item.change is not None]
 
 
@@ -310,7 +312,7 @@ def apply_rule(session: Session, context: Context, rule: str, alert: Alert | Non
     previous_learning = alert.learning if alert is not None else False
     event = decide(previous, verdict, context.now, context.repeat_interval)
     if event is None:
-        return None
+        return follow_latest(alert, verdict, context.now)
     practice = context.practice
     muted = event in NOTIFYING_EVENTS and is_silenced(practice.id, vendor.id, kpi_key, context.silences, context.now)
     alert, alert_event = apply_event(session, alert, event, verdict, practice.id, vendor.id, kpi_key, segment,
@@ -337,6 +339,19 @@ def stated_threshold(rule: str, event: str, verdict: Verdict, alert: Alert) -> f
     """The limit a message states. A limit rule's verdict has it (alerts.rules.limit_for), resolved or not: a
     recovery is back inside the warning line. The others, once resolved, state the one they fired with."""
     return verdict.threshold if event != "resolved" or rule in LIMIT_RULES else alert.threshold
+
+
+def follow_latest(alert: Alert | None, verdict: Verdict, now: dt.datetime) -> Applied | None:
+    """An open alert whose state did not change still shows the latest value and period (`alerts list`, the
+    digest), not those of the evaluation that last changed it: a denial rate of 9.7% in October that reads 9.9% in
+    November stays a warning, and says 9.9% for November. Nothing happened to the alert, so no event is written;
+    `record` flushes the row with the practice's next batch."""
+    if alert is None or alert.state not in ("pending", "firing"):
+        return None
+    if (alert.value, alert.period) == (verdict.value, verdict.period):
+        return None
+    alert.value, alert.period, alert.updated_at = verdict.value, verdict.period, now
+    return Applied(alert, None, None)
 
 
 def state_of(alert: Alert | None) -> AlertState | None:

@@ -11,7 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-THOUSANDS = re.compile(r"^[-+(]?\d{1,3}(,\d{3})+(\.\d*)?%?\)?$")
+# A leading group never starts with 0: '0,123' is no thousands grouping, but a decimal comma.
+THOUSANDS = re.compile(r"^[-+(]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?%?\)?$")
+# A comma that can only be a decimal one (THOUSANDS is asked first): '9,8', '12,34', '0,123', '1.234,5'.
+DECIMAL_COMMA = re.compile(r"^[-+(]?(\d+|\d{1,3}(\.\d{3})+),\d+%?\)?$")
 SPACED_THOUSANDS = re.compile(r"^[-+(]?\d{1,3}( \d{3})+(\.\d*)?%?\)?$")
 SPACE = re.compile("[ \u00a0\u202f]")  # what locales put between thousands: a space, a no-break, a narrow one
 SPACES = re.compile(" +")
@@ -166,7 +169,9 @@ def parse_number(text: str) -> tuple[float, bool]:
     if SPACE.search(cleaned):
         cleaned = without_spaces(cleaned)
     if "," in cleaned and not THOUSANDS.match(cleaned):
-        # '9,8' is a decimal comma, not 98: refuse to guess rather than store a value ten times too large.
+        # '9,8' is a decimal comma, not 98: refuse to store it, but say how to write it.
+        if DECIMAL_COMMA.match(cleaned):
+            raise DecimalComma(with_decimal_point(text.strip()))
         raise ValueError("commas may only separate thousands (1,234.5); write decimals with a point")
     cleaned = cleaned.replace(",", "")
     has_percent = cleaned.endswith("%")
@@ -180,6 +185,19 @@ def parse_number(text: str) -> tuple[float, bool]:
 
 class AmbiguousNumber(ValueError):
     """A text Python's float() reads as a number, but not one a person means: the reason says why."""
+
+
+class DecimalComma(ValueError):
+    """A number written with a decimal comma ('9,8'); `instead` is how to write it ('9.8')."""
+
+    def __init__(self, instead: str):
+        super().__init__(f"decimal comma: write {instead}")
+        self.instead = instead
+
+
+def with_decimal_point(text: str) -> str:
+    """'9,8%' -> '9.8%', '1.234,5' -> '1234.5': the points there were thousands separators."""
+    return text.replace(".", "").replace(",", ".")
 
 
 def without_spaces(text: str) -> str:

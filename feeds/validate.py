@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from difflib import get_close_matches
 
 from config import Config, Kpi, Practice
-from feeds.parse import AmbiguousNumber, Table, UnreadableRow, normalise_header, parse_number
+from feeds.parse import AmbiguousNumber, DecimalComma, Table, UnreadableRow, normalise_header, parse_number
 from feeds.periods import Period, parse_period, span_period
 from feeds.phi import phi_message, phi_shape
 
@@ -101,8 +101,14 @@ class Rejected(Exception):
         self.problems = problems
 
 
+# How alike (difflib's ratio) a name must be to be offered as "did you mean": a slip of a letter or two scores
+# 0.8 and more ('vaule' and value, 'claimrite' and claimright), while a different word can reach 0.5-0.72
+# ('comments' and enps, 'enps_score' and readiness_score), which only misleads.
+CLOSE_ENOUGH = 0.75
+
+
 def suggest(word: str, known: Iterable[str]) -> str:
-    close = get_close_matches(word, list(known), n=1, cutoff=0.5)
+    close = get_close_matches(word, list(known), n=1, cutoff=CLOSE_ENOUGH)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
@@ -426,6 +432,8 @@ def read_number(text: str) -> tuple[float, bool] | str:
         return "missing value (a missing value is never read as zero)"
     try:
         return parse_number(text)
+    except DecimalComma as exc:
+        return str(exc)
     except AmbiguousNumber as exc:
         return f"not a number: {exc}"
     except ValueError:

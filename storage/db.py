@@ -73,3 +73,27 @@ def downgrade(url: str | None = None, revision: str = "base") -> None:
     from alembic import command
 
     command.downgrade(alembic_config(url), revision)  # type: ignore[arg-type]
+
+
+def schema_revision(url: str | None = None) -> str | None:
+    """The migration the database's schema is at; None for a database `db upgrade` never ran on."""
+    from alembic.runtime.migration import MigrationContext
+
+    with get_engine(url).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrations_between(lower: str | None, upper: str | None) -> list[str]:
+    """The migrations that take a schema at `lower` (None: no schema) to `upper`, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    if upper is None or upper == lower:
+        return []
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    return [revision.revision for revision in script.iterate_revisions(upper, lower or "base")][::-1]
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()

@@ -17,7 +17,7 @@ from alerts.evaluate import evaluate_practices
 from config import Config, load_config
 from feeds.ingest import ingest_path
 from storage.db import engine_for, session_scope, upgrade
-from storage.models import Alert, Base, Silence
+from storage.models import Alert, AlertEvent, Base, Silence
 from tests.conftest import TEST_CONFIG, reset_caches, subprocess_env
 from tests.support.services import drop_postgres_database, fresh_postgres_database
 from tests.worker_process import vendorwatch
@@ -147,6 +147,39 @@ def test_acknowledging_a_resolved_or_unknown_alert_fails_with_a_clear_message(
     unknown = run(env, "alerts", "ack", "99999", status=1)
     assert "no alert 99999" in unknown.stderr
     assert stored_alert(database_url, firing_alert).acknowledged_by is None
+
+
+# -- list -----------------------------------------------------------------------------------------------------
+
+
+def alert_events(database_url: str, alert_id: int) -> list[str]:
+    with session_scope(database_url) as session:
+        return list(session.scalars(select(AlertEvent.event).where(AlertEvent.alert_id == alert_id)
+                                    .order_by(AlertEvent.id)))
+
+
+def test_alerts_list_shows_the_latest_value_and_period_while_the_severity_stays(
+    firing_alert: int, tmp_path: Path, env: dict[str, str], config: Config, database_url: str
+) -> None:
+    ingest(tmp_path, config, database_url, "2026-11", 10.8)
+    assert evaluate(config, database_url, "2026-11-20") == []  # still critical, and no repeat due for 7 days
+
+    [row] = run_json(env, "alerts", "list")
+    table = run(env, "alerts", "list").stdout
+    assert (row["severity"], row["value"], row["period"]) == ("critical", 10.8, "2026-11")
+    assert "10.8" in table and "2026-11" in table and "10.4" not in table
+    assert alert_events(database_url, firing_alert) == ["firing"]  # a new value is no event: nothing is told
+
+
+def test_an_acknowledged_alert_follows_its_latest_value_too(
+    firing_alert: int, tmp_path: Path, env: dict[str, str], config: Config, database_url: str
+) -> None:
+    run(env, "alerts", "ack", str(firing_alert))
+    ingest(tmp_path, config, database_url, "2026-11", 10.6)
+    assert evaluate(config, database_url, "2026-12-02") == []  # a repeat is due, but acknowledged
+
+    [row] = run_json(env, "alerts", "list", "--state", "firing")
+    assert (row["value"], row["period"], row["acknowledged_by"]) == (10.6, "2026-11", OPERATOR)
 
 
 # -- silences -------------------------------------------------------------------------------------------------

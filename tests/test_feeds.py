@@ -70,7 +70,7 @@ def test_parse_number_reads_numbers_as_vendors_write_them(text: str, value: floa
 
 @pytest.mark.parametrize(
     "text",
-    ["", "abc", "N/A", "nan", "inf", "-inf", "9,8", "1.234,5", "12,34", "1,2345", "9.8.1", "--5"],
+    ["", "abc", "N/A", "nan", "inf", "-inf", "9,8", "1.234,5", "12,34", "1,2345", "0,123", "9.8.1", "--5"],
     ids=lambda t: t or "empty",
 )
 def test_parse_number_rejects_what_is_not_a_plain_number(text: str) -> None:
@@ -328,7 +328,8 @@ REJECTED_ROWS = {
     "period_month_13": ("maple-clinic,claimright,denial_rate,2026-13,9.8", "period", "2026-13", "month 13"),
     "period_impossible_day": ("maple-clinic,claimright,denial_rate,2026-02-30,9.8", "period", "2026-02-30", "day"),
     "value_in_words": ("maple-clinic,claimright,denial_rate,2026-03,nine", "value", "nine", "not a number"),
-    "value_with_decimal_comma": ('maple-clinic,claimright,denial_rate,2026-03,"9,8"', "value", "9,8", "not a number"),
+    "value_with_decimal_comma": ('maple-clinic,claimright,denial_rate,2026-03,"9,8"', "value", "9,8",
+                                 "decimal comma: write 9.8"),
     "percent_above_100": ("maple-clinic,claimright,denial_rate,2026-03,100.5", "value", "100.5", "outside 0-100"),
     "percent_below_0": ("maple-clinic,claimright,denial_rate,2026-03,-0.1%", "value", "-0.1%", "outside 0-100"),
     "ratio_above_1": ("maple-clinic,claimright,denial_rate,2026-03,1.2,ratio", "value", "1.2", "outside 0-100"),
@@ -367,6 +368,60 @@ def test_a_bad_row_rejects_the_whole_file_naming_its_row_and_column(
     assert observations == []
     assert [(p.row, p.column, p.value) for p in problems] == [(3, column, value)]
     assert message in problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("cell", "instead"),
+    [("9,8", "9.8"), ("9,8%", "9.8%"), ("12,34", "12.34"), ("0,123", "0.123"), ("1.234,5", "1234.5"),
+     ("$48,25", "$48.25")],
+)
+def test_a_decimal_comma_is_refused_saying_how_to_write_the_number(config: Config, cell: str, instead: str) -> None:
+    data = (HEADER + f'maple-clinic,claimright,net_collections,2026-03,"{cell}"\n').encode()
+
+    observations, problems = validate(data, config)
+
+    assert observations == []
+    assert problems == [Problem(2, "value", cell, f"decimal comma: write {instead}")]
+
+
+def test_a_semicolon_file_with_decimal_commas_is_told_how_to_write_each_one(config: Config) -> None:
+    """A European export: semicolons between cells, commas in the numbers. Every such cell is named, so the
+    operator fixes the file in one pass; with points it is accepted."""
+    data = (b"practice;vendor;kpi;period;value\n"
+            b"maple-clinic;claimright;denial_rate;2026-03;9,8\n"
+            b"maple-clinic;claimright;days_in_ar;2026-03;41,5\n")
+
+    observations, problems = validate(data, config)
+    accepted, _ = validate(data.replace(b"9,8", b"9.8").replace(b"41,5", b"41.5"), config)
+
+    assert observations == []
+    assert problems == [Problem(2, "value", "9,8", "decimal comma: write 9.8"),
+                        Problem(3, "value", "41,5", "decimal comma: write 41.5")]
+    assert summary(accepted) == [("denial_rate", "2026-03", "all", 9.8), ("days_in_ar", "2026-03", "all", 41.5)]
+
+
+@pytest.mark.parametrize("header", ["comments", "notes", "date", "enps_score"])
+def test_an_unknown_column_unlike_every_known_name_gets_no_suggestion(config: Config, header: str) -> None:
+    """'comments' is no slip of 'enps' (nor of 'segment'): a far-fetched "did you mean" only misleads."""
+    long = (HEADER.rstrip("\n") + f",{header}\n" + GOOD_ROW.rstrip("\n") + ",x\n").encode()
+    wide = f"period,days_in_ar,{header}\n2026-03,41,x\n".encode()
+
+    for data, origin in ((long, None), (wide, INBOX)):
+        _, problems = validate(data, config, origin)
+        assert [(p.row, p.column) for p in problems] == [(1, header)]
+        assert problems[0].message.startswith("unknown column")
+        assert "did you mean" not in problems[0].message, problems[0].message
+
+
+@pytest.mark.parametrize(("header", "meant"), [("vaule", "value"), ("perod", "period"), ("vender", "vendor"),
+                                               ("denial_rat", "denial_rate"), ("clean_claims", "clean_claim_rate")])
+def test_an_unknown_column_close_to_a_known_name_suggests_it(config: Config, header: str, meant: str) -> None:
+    long = (HEADER.rstrip("\n") + f",{header}\n" + GOOD_ROW.rstrip("\n") + ",x\n").encode()
+    wide = f"period,days_in_ar,{header}\n2026-03,41,x\n".encode()
+
+    data, origin = (wide, INBOX) if "_" in meant else (long, None)
+    _, problems = validate(data, config, origin)
+    assert any(p.column == header and f"(did you mean {meant}?)" in p.message for p in problems), problems
 
 
 def test_a_missing_value_is_never_read_as_zero(config: Config) -> None:

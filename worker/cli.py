@@ -16,21 +16,64 @@ import typer
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
+from typer.core import TyperGroup
 
 from config import Config, ConfigError, load_config
 from pulse.detect import SurveyTool
 
 EXIT_FAILURE, EXIT_REJECTED = 1, 3
+CONFIG_HELP = "Configuration directory (default $VENDORWATCH_CONFIG, else ./config)."
+JSON_HELP = "Machine-readable output on stdout."
+
+
+def config_given_after(ctx: typer.Context, value: Path | None) -> None:
+    if value is not None:
+        ctx.obj.use_config_dir(value)
+
+
+def json_given_after(ctx: typer.Context, value: bool) -> None:
+    if value:
+        ctx.obj.as_json = True
+
+
+def after_command_options(
+    config: Annotated[Path | None, typer.Option("--config", help=CONFIG_HELP, callback=config_given_after,
+                                                expose_value=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP, callback=json_given_after,
+                                          expose_value=False)] = False,
+) -> None:
+    """Only its signature counts: typer builds the two options from it."""
+
+
+def shared_options() -> list[Any]:
+    """Fresh --config and --json options, built by typer from `after_command_options`."""
+    holder = typer.Typer(add_completion=False)
+    holder.command()(after_command_options)
+    return list(typer.main.get_command(holder).params)
+
+
+class SharedOptionsGroup(TyperGroup):
+    """The README promises --config and --json on every command, and operators type them where they think of
+    them: `vendorwatch --json alerts list` and `vendorwatch alerts list --json` alike. The root reads them before
+    the command (main_options); each command and sub-group of a SharedOptionsGroup also reads them after its name,
+    with callbacks that set the same Options the root made (a click context inherits its parent's obj)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for command in self.commands.values():
+            command.params.extend(shared_options())
+
 
 cli = typer.Typer(
-    pretty_exceptions_show_locals=False,
+    cls=SharedOptionsGroup, pretty_exceptions_show_locals=False,
     add_completion=False, no_args_is_help=True, help="Watch outsourcing vendors: feeds, alerts, digests."
 )
-rerun_cli = typer.Typer(no_args_is_help=True, help="Enqueue the same Celery task the schedule uses.")
-alerts_cli = typer.Typer(no_args_is_help=True, help="Alert operations.")
-db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
-notify_cli = typer.Typer(no_args_is_help=True, help="Channel checks.")
-feeds_cli = typer.Typer(no_args_is_help=True, help="Feed freshness.")
+rerun_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True,
+                        help="Enqueue the same Celery task the schedule uses.")
+alerts_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Alert operations.")
+db_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Database schema.")
+notify_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Channel checks.")
+feeds_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Feed freshness.")
 cli.add_typer(rerun_cli, name="rerun")
 cli.add_typer(alerts_cli, name="alerts")
 cli.add_typer(db_cli, name="db")
@@ -55,6 +98,14 @@ err = make_console(stderr=True)
 class Options:
     config_dir: Path
     as_json: bool
+
+    def use_config_dir(self, config_dir: Path) -> None:
+        """Everything that reads the configuration (the CLI, tasks run in this process) asks the settings."""
+        from worker.settings import get_settings
+
+        os.environ["VENDORWATCH_CONFIG"] = str(config_dir)
+        get_settings.cache_clear()
+        self.config_dir = get_settings().config
 
     def config(self) -> Config:
         try:
@@ -86,11 +137,9 @@ def main_options(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option(
-            "--config", help="Configuration directory (default $VENDORWATCH_CONFIG, else ./config)."
-        ),
+        typer.Option("--config", help=CONFIG_HELP),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     logging.basicConfig(
         level=os.environ.get("VENDORWATCH_LOG_LEVEL", "WARNING"),
@@ -99,21 +148,40 @@ def main_options(
     from config import secrets
 
     secrets.install()  # before anything reads a URL: urllib3 logs request lines (a Teams `sig=`) at DEBUG
-    if config is not None:
-        os.environ["VENDORWATCH_CONFIG"] = str(config)
     from worker.settings import get_settings
 
     get_settings.cache_clear()
     ctx.obj = Options(config_dir=get_settings().config, as_json=as_json)
+    if config is not None:
+        ctx.obj.use_config_dir(config)
 
 
 def prepare_database() -> None:
-    """The embedded SQLite database is created and migrated on first use; a server database needs `db upgrade`."""
+    """The embedded SQLite database is created and migrated on first use; a server database is migrated by
+    `db upgrade` alone (one deliberate step, see docker-compose.yml), so a command run before it stops here and
+    says so, instead of a traceback about a missing table."""
     from storage.db import upgrade
     from worker.settings import get_settings
 
     if get_settings().resolved_database_url().startswith("sqlite"):
         upgrade()
+        return
+    if (missing := missing_schema()) is not None:
+        err.print(f"[red]error[/red] {missing}", highlight=False)
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def missing_schema() -> str | None:
+    """What is missing from the database's schema, or None when it has every migration this vendorwatch knows.
+    A schema newer than this vendorwatch (a rollback) is let through: it may well still work."""
+    from storage.db import head_revision, migrations_between, schema_revision
+
+    current, head = schema_revision(), head_revision()
+    if current is None:
+        return "the database has no schema yet: run `vendorwatch db upgrade`"
+    if current != head and current in migrations_between(None, head):
+        return f"the database schema is at {current}, this vendorwatch needs {head}: run `vendorwatch db upgrade`"
+    return None
 
 
 @cli.command()
@@ -329,12 +397,16 @@ def digest(
         Path | None, typer.Option(help="Write what would be sent (.html, .txt, .eml) to this folder instead.")
     ] = None,
     resend: Annotated[bool, typer.Option(help="Send again even if this week's digest went out.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every practice's digest and every region's roll-up.")
+    ] = False,
 ) -> None:
     """Build and send (or preview) the weekly digests: each practice's, and each region's roll-up."""
     from digest.send import preview as preview_practice
     from digest.send import preview_region, send_digest, send_region_digest
     from storage.db import session_scope
 
+    require_digest_targets(practice, region, all_, preview)
     config = ctx.obj.config()
     prepare_database()
     week = digest_week(week)
@@ -358,6 +430,17 @@ def digest(
         raise typer.Exit(EXIT_FAILURE)
 
 
+def require_digest_targets(practice: str | None, region: str | None, all_: bool, preview: Path | None) -> None:
+    """Email to every practice and region at once only when asked in so many words: a bare `vendorwatch digest`
+    (a mistyped or half-remembered command) must not mail all leadership off schedule. A preview sends nothing."""
+    chosen = practice is not None or region is not None
+    if all_ and chosen:
+        raise typer.BadParameter("--all sends every digest; leave out --practice and --region, or drop --all")
+    if not (chosen or all_ or preview is not None):
+        raise typer.BadParameter("say which digests to send: add --practice P, --region R, or --all for every "
+                                 "practice and region (or --preview DIR to write them to disk instead)")
+
+
 def digest_week(week: str | None) -> str:
     from digest.schedule import iso_week, parse_week
 
@@ -368,7 +451,8 @@ def digest_week(week: str | None) -> str:
 
 
 def digest_targets(config: Config, practice: str | None, region: str | None) -> tuple[list[Any], list[str]]:
-    """--practice and/or --region pick one each; neither: every practice and every region with a leader."""
+    """--practice and/or --region pick one each; neither (--all, or a preview): every practice and every region
+    with a leader."""
     from digest.region import regions_of
 
     regions = regions_of(config)
@@ -726,10 +810,19 @@ def status(
 @db_cli.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply migrations."""
-    from storage.db import upgrade
+    from storage.db import migrations_between, schema_revision, upgrade
 
+    before = schema_revision()
     upgrade()
-    emit(ctx, {"status": "upgraded"}, "database schema is up to date")
+    after = schema_revision()
+    applied = migrations_between(before, after)
+    if not applied:
+        emit(ctx, {"status": "up to date", "revision": after, "applied": []},
+             f"database schema is up to date ({after}): nothing to apply")
+        return
+    steps = f"{applied[0]} -> {applied[-1]}" if len(applied) > 1 else applied[0]
+    emit(ctx, {"status": "upgraded", "from": before, "to": after, "applied": applied},
+         f"database schema upgraded: applied {steps}" + (f" (it was at {before})" if before else ""))
 
 
 def main() -> None:
