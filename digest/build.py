@@ -39,7 +39,7 @@ def build_digest(
 ) -> Digest:
     start, end = reporting_window(practice.digest, practice.timezone, week, now or utcnow())
     as_of = local_date(end, practice.timezone)
-    series, received = load_series(session, practice.id, as_of)
+    series, received = load_series(session, practice.id, as_of, end)
     opened, still_open, resolved, late = split_alerts(load_alerts(session, config, practice, start), start)
     open_severity = worst_severity_by_kpi(opened + still_open)
     vendors = tuple(
@@ -75,9 +75,11 @@ def build_digest(
     )
 
 
-def load_series(session: Session, practice_id: str, until: dt.date) -> tuple[Series, dict[str, dt.datetime]]:
-    """Every whole-practice value up to `until`, oldest first, and when each vendor's newest value arrived.
-    Plain columns, not ORM objects: a practice has hundreds of rows and the digest only reads them."""
+def load_series(session: Session, practice_id: str, until: dt.date,
+                as_of: dt.datetime) -> tuple[Series, dict[str, dt.datetime]]:
+    """Every whole-practice value up to `until`, oldest first, and when each vendor's newest value arrived by
+    `as_of` (a past week rebuilt today never says a feed came after its date). Plain columns, not ORM objects: a
+    practice has hundreds of rows and the digest only reads them."""
     query = (
         select(
             Observation.vendor_id,
@@ -99,8 +101,8 @@ def load_series(session: Session, practice_id: str, until: dt.date) -> tuple[Ser
     received: dict[str, dt.datetime] = {}
     for vendor_id, kpi, period, start, end, value, updated_at in session.execute(query):
         series[(vendor_id, kpi)].append(Point(period, start, end, value))
-        if vendor_id not in received or updated_at > received[vendor_id]:
-            received[vendor_id] = updated_at
+        if updated_at is not None and updated_at <= as_of:
+            received[vendor_id] = max(updated_at, received.get(vendor_id, updated_at))
     return series, received
 
 
