@@ -47,7 +47,7 @@ def test_a_schedule_added_a_year_after_go_live_asks_for_its_first_pulse_a_cadenc
         assert session.scalars(select(PulseTracking.started_on)).one() == added
         rendered = render_digest(build_digest(session, config, config.practices[0], "2026-W27",
                                               dt.datetime(2026, 7, 1, 18, tzinfo=dt.UTC)))
-    assert "overdue" not in rendered.text.lower() and "overdue" not in rendered.html.lower()
+    assert "staff pulse due" not in words(rendered.text) and "staff pulse due" not in words(rendered.html)
 
     reminded = send_checkin_reminders(config, as_of=dt.date(2026, 7, 24), database_url=postgres_url)
     with session_scope(postgres_url) as session:
