@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache, cached_property
 from itertools import groupby
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, bindparam, insert, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -25,6 +26,7 @@ from alerts.rules import (
     SEVERITY_ORDER,
     Point,
     Verdict,
+    arrived_late,
     baseline_of,
     in_learning_period,
     is_stale,
@@ -35,7 +37,8 @@ from config import Config, Practice, Vendor
 from feeds.freshness import FeedDue, next_due
 from pulse.schedule import overdue_verdict
 from pulse.staff import STAFF_VENDOR_ID, baseline_min_periods, staff_vendor, stale_after_days
-from storage.models import Alert, AlertEvent, Notification, Observation, PulseSurvey, Silence
+from pulse.tracking import tracking_start
+from storage.models import Alert, AlertEvent, FeedFile, Notification, Observation, PulseSurvey, Silence
 
 RULE = "threshold"
 FRESHNESS_RULE = "freshness"
@@ -64,9 +67,10 @@ def by_name(column: InstrumentedAttribute[str], dialect: str) -> CollationClause
 # names, so a series and its alerts meet as the two go, and alert ids, events and a message's changes follow that
 # order as they always have.
 @cache
-def series_queries(dialect: str) -> tuple[Select[int, str, str, str, str, dt.date, dt.date, float], ...]:
+def series_queries(dialect: str) -> tuple[Select[int, str, str, str, str, dt.date, dt.date, float, int], ...]:
     query = (select(Observation.series_id, Observation.vendor_id, Observation.kpi, Observation.segment,
-                    Observation.period, Observation.period_start, Observation.period_end, Observation.value)
+                    Observation.period, Observation.period_start, Observation.period_end, Observation.value,
+                    Observation.feed_file_id)
              .where(Observation.practice_id == bindparam("practice_id"))
              .order_by(*(by_name(column, dialect) for column in (Observation.vendor_id, Observation.kpi,
                                                                  Observation.segment)),
@@ -122,6 +126,8 @@ class Change:
     muted: bool = False
     previous_learning: bool = False
     recover: float | None = None  # the line a held alert must pass to clear (alerts.rules.judge_threshold)
+    reported_on: str | None = None  # set when the value arrived long after its period ended (LateArrival)
+    days_after_period: int | None = None
 
 
 @dataclass
@@ -146,6 +152,15 @@ class Applied:
 
 
 @dataclass(frozen=True)
+class LateArrival:
+    """A value that reached us more than a stale window after its period ended: it is judged as news, and the
+    message says how late it came."""
+
+    reported_on: dt.date
+    days_after_period: int
+
+
+@dataclass(frozen=True)
 class Context:
     """What every rule of one practice's evaluation shares."""
 
@@ -154,10 +169,21 @@ class Context:
     as_of: dt.date
     now: dt.datetime
     silences: list[SilenceWindow]
+    arrivals: dict[int, dt.date | None] = field(default_factory=dict)  # feed file id -> practice-local day received
 
     @cached_property
     def repeat_interval(self) -> dt.timedelta:
         return dt.timedelta(days=self.config.catalog.defaults.repeat_interval_days)
+
+    def received_on(self, session: Session, feed_file_id: int | None) -> dt.date | None:
+        """The practice-local day a feed file arrived; read once per file, and only for old-looking values."""
+        if feed_file_id is None:
+            return None
+        if feed_file_id not in self.arrivals:
+            received = session.scalar(select(FeedFile.received_at).where(FeedFile.id == feed_file_id))
+            self.arrivals[feed_file_id] = (None if received is None else
+                                           received.astimezone(ZoneInfo(self.practice.timezone)).date())
+        return self.arrivals[feed_file_id]
 
 
 def evaluate_practice(session: Session, config: Config, practice: Practice, as_of: dt.date, now: dt.datetime,
@@ -256,12 +282,12 @@ def stream_series(session: Session, practice_id: str) -> Iterator[tuple[SeriesKe
     current: int | None = None
     key: SeriesKey = ("", "", "")
     points: list[Point] = []
-    for series_id, vendor_id, kpi, segment, period, start, end, value in rows:
+    for series_id, vendor_id, kpi, segment, period, start, end, value, feed_file_id in rows:
         if series_id != current:
             if points:
                 yield key, points
             current, key, points = series_id, (vendor_id, kpi, segment), []
-        points.append(Point(period, start, end, value))
+        points.append(Point(period, start, end, value, feed_file_id))
     if points:
         yield key, points
 
@@ -275,15 +301,20 @@ def active_silences(session: Session, now: dt.datetime) -> list[SilenceWindow]:
 def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: str, segment: str,
                  points: list[Point], alerts: dict[AlertKey, Alert]) -> list[Applied]:
     """Every rule of one KPI series. Periods before go-live are the practice's own performance (the baseline),
-    never judged as the vendor's; stale data opens and closes nothing."""
+    never judged as the vendor's; stale data opens and closes nothing, but data that arrived late is news."""
     practice, config = context.practice, context.config
     vendor, kpi = practice.vendor(vendor_id) or staff_vendor(practice, vendor_id), config.kpi(kpi_key)
     if vendor is None or kpi is None:
         return []
     vendor_points = [p for p in points if vendor.go_live <= p.period_start <= context.as_of]
-    if not vendor_points or is_stale(vendor_points[-1].period_end, vendor.cadence, context.as_of,
-                                     stale_after_days(practice, vendor_id)):
+    if not vendor_points:
         return []
+    late = None
+    window = stale_after_days(practice, vendor_id)
+    if is_stale(vendor_points[-1].period_end, vendor.cadence, context.as_of, window):
+        late = late_arrival(session, context, vendor_points[-1], vendor.cadence, window)
+        if late is None:
+            return []
     defaults = config.catalog.defaults
     thresholds = thresholds_for(kpi, practice, vendor, kpi_key, defaults)
     baseline = baseline_of(points, vendor.go_live, defaults.baseline_months,
@@ -297,15 +328,26 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
     applied = []
     for rule, verdict in verdicts.items():
         item = apply_rule(session, context, rule, alerts.get((rule, vendor_id, kpi_key, segment)), verdict,
-                          vendor, kpi_key, segment, learning, baseline=baseline)
+                          vendor, kpi_key, segment, learning, baseline=baseline, late=late)
         if item is not None:
             applied.append(item)
     return applied
 
 
+def late_arrival(session: Session, context: Context, latest: Point, cadence: str,
+                 window: int | None) -> LateArrival | None:
+    """The newest value looks stale by its period: judge it anyway if it was stale already when it arrived and
+    arrived lately (a late feed's breach must still alert). None: old news, judged while it was current."""
+    received = context.received_on(session, latest.feed_file_id)
+    if received is None or not arrived_late(latest.period_end, received, cadence, context.as_of, window):
+        return None
+    return LateArrival(received, (received - latest.period_end).days)
+
+
+
 def apply_rule(session: Session, context: Context, rule: str, alert: Alert | None, verdict: Verdict, vendor: Vendor,
                kpi_key: str, segment: str, learning: bool, due_on: str | None = None,
-               baseline: float | None = None) -> Applied | None:
+               baseline: float | None = None, late: LateArrival | None = None) -> Applied | None:
     if alert is None and verdict.severity is None:
         return None  # what decide() says too; most series of most practices end here, so say it early
     previous = state_of(alert)
@@ -327,10 +369,12 @@ def apply_rule(session: Session, context: Context, rule: str, alert: Alert | Non
         vendor_name=vendor.name, kpi=kpi_key, kpi_label=kpi.label if kpi else no_kpi_label,
         unit=kpi.unit if kpi else "days", better=kpi.better if kpi else "lower", segment=segment,
         value=verdict.value, threshold=stated_threshold(rule, event, verdict, alert),
-        period=alert.period if event == "resolved" and rule == FRESHNESS_RULE else verdict.period,
+        period=alert.period,  # a resolved loose alert keeps the period that was missing (apply_event)
         learning=learning, rule=rule, due_on=due_on,
         baseline=verdict.baseline if verdict.baseline is not None else baseline, expected=verdict.expected,
         muted=muted, previous_learning=previous_learning, recover=verdict.recover,
+        reported_on=late.reported_on.isoformat() if late else None,
+        days_after_period=late.days_after_period if late else None,
     )
     return Applied(alert, alert_event, change)
 
@@ -378,7 +422,10 @@ def apply_event(session: Session, alert: Alert | None, event: str, verdict: Verd
     alert.state = {"resolved": "resolved", "cleared": "resolved", "pending": "pending"}.get(event, "firing")
     if verdict.severity is not None:
         alert.severity, alert.threshold = verdict.severity, verdict.threshold
-    alert.value, alert.period, alert.learning, alert.updated_at = verdict.value, verdict.period, learning, now
+    alert.value, alert.learning, alert.updated_at = verdict.value, learning, now
+    if not (alert.state == "resolved" and rule in LOOSE_RULES):
+        # A late feed or check-in that resolves keeps the period that was missing, not the one owed next.
+        alert.period = verdict.period
     if alert.state == "resolved":
         alert.resolved_at = now
     if event in NOTIFYING_EVENTS and not muted:
@@ -419,7 +466,9 @@ def evaluate_pulse_overdue(session: Session, context: Context, alerts: dict[Aler
     # Without a cadence no check-in is ever due (pulse.schedule.pending_checkins), so its surveys need no read.
     closings = [] if practice.pulse.cadence_days is None else list(
         session.connection().execute(CLOSINGS_QUERY, {"practice_id": practice.id}).scalars())
-    verdict = overdue_verdict(practice, closings, context.as_of)
+    start = None if practice.pulse.cadence_days is None else tracking_start(session, practice, context.as_of,
+                                                                            record=True)
+    verdict = overdue_verdict(practice, closings, context.as_of, start)
     alert = alerts.get((PULSE_OVERDUE_RULE, STAFF_VENDOR_ID, PULSE_KPI, "all"))
     if alert is not None and alert.state == "firing" and verdict.severity and alert.period != verdict.period:
         alert.state = "resolved"  # that check-in was met and a later one is missed: a new lateness

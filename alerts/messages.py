@@ -96,6 +96,20 @@ def for_segment(segment: str) -> str:
     return f" for {label}" if label else ""
 
 
+def format_when(period: str | dt.date) -> str:
+    """A period with the preposition English gives it, the same in every channel and the digest: on Oct 28, 2026
+    (a day), in Oct 2026 (a month), in week 2026-W44, from Oct 1, 2026 to Oct 15, 2026 (a range)."""
+    label = period.isoformat() if isinstance(period, dt.date) else period
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", label):
+        return f"on {format_period(label)}"
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}", label):
+        start, end = label.split("..")
+        return f"from {format_period(start)} to {format_period(end)}"
+    if re.fullmatch(r"\d{4}-W\d{2}", label):
+        return f"in week {label}"
+    return f"in {format_period(label)}"
+
+
 def format_change(value: float | None, unit: str) -> str:
     """A difference with its unit: percent KPIs change by points, not percent."""
     if value is None:
@@ -118,6 +132,7 @@ def environment(output_format: str) -> Environment:
     env.filters["change"] = format_change
     env.filters["period"] = format_period
     env.filters["for_segment"] = for_segment
+    env.filters["when"] = format_when
     return env
 
 

@@ -42,6 +42,7 @@ class Point(NamedTuple):
     period_start: dt.date
     period_end: dt.date
     value: float
+    feed_file_id: int | None = None  # the file it came in (evaluation reads when it arrived, for late data)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,15 @@ def is_stale(latest_end: dt.date, cadence: str, as_of: dt.date, allowed_days: in
     if allowed_days is None:
         allowed_days = 21 if cadence == "weekly" else 62
     return as_of - latest_end > dt.timedelta(days=allowed_days)
+
+
+def arrived_late(period_end: dt.date, received: dt.date, cadence: str, as_of: dt.date,
+                 allowed_days: int | None = None) -> bool:
+    """Stale already when it arrived, so never judged as current, and arrived within the stale window before
+    as_of: news, however old its period. A feed months late is judged for as long as one on time would be,
+    counted from the day it came; data that was judged when current stays quiet once stale."""
+    return (is_stale(period_end, cadence, received, allowed_days) and received <= as_of
+            and not is_stale(received, cadence, as_of, allowed_days))
 
 
 def in_learning_period(period_start: dt.date, go_live: dt.date, learning_days: int) -> bool:

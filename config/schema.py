@@ -107,6 +107,9 @@ class PulseSchedule(Strict):
     grace_days: int = Field(default=7, ge=0)
     # Pulses are few and each is already an aggregate, so one pulse before the first go-live is a baseline.
     baseline_min_pulses: int = Field(default=1, ge=1)
+    # When check-ins start to be owed. Unset: the first evaluation that sees cadence_days records the day, so a
+    # schedule added to a practice live for a year asks for its first pulse a cadence from now, not from go-live.
+    start: dt.date | None = None
 
 
 class Practice(Strict):

@@ -54,7 +54,7 @@ def build_digest(
     opened, still_open, resolved, late = split_alerts(load_alerts(session, config, practice, start), start)
     open_by_series = alerts_by_series(opened + still_open)
     shown, hidden = scorecard_series(session, practice.id, set(open_by_series))
-    series, received = load_series(session, shown, as_of)
+    series, received = load_series(session, shown, as_of, end)
     vendors = tuple(
         vendor_card(config, practice, vendor, series, received, open_by_series, start, as_of, hidden)
         for vendor in practice.vendors
@@ -116,10 +116,11 @@ def scorecard_series(session: Session, practice_id: str, alerted: set[SeriesKey]
     return shown, hidden
 
 
-def load_series(session: Session, shown: dict[int, SeriesKey], until: dt.date
+def load_series(session: Session, shown: dict[int, SeriesKey], until: dt.date, as_of: dt.datetime
                 ) -> tuple[Series, dict[str, dt.datetime]]:
-    """The values of the shown series up to `until`, oldest first, and when each vendor's newest value arrived.
-    Plain columns, not ORM objects: a practice has hundreds of rows and the digest only reads them."""
+    """The values of the shown series up to `until`, oldest first, and when each vendor's newest value arrived by
+    `as_of` (a past week rebuilt today never says a feed came after its date). Plain columns, not ORM objects: a
+    practice has hundreds of rows and the digest only reads them."""
     if not shown:
         return {}, {}
     query = (
@@ -139,8 +140,8 @@ def load_series(session: Session, shown: dict[int, SeriesKey], until: dt.date
     for series_id, period, start, end, value, updated_at in session.execute(query):
         key = shown[series_id]
         series[key].append(Point(period, start, end, value))
-        if key[0] not in received or updated_at > received[key[0]]:
-            received[key[0]] = updated_at
+        if updated_at is not None and updated_at <= as_of:
+            received[key[0]] = max(updated_at, received.get(key[0], updated_at))
     return series, received
 
 

@@ -19,7 +19,7 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from alerts.formats import HTML, TEXT, escape_text, template_environment
-from alerts.messages import for_segment, format_change, format_period, format_value
+from alerts.messages import for_segment, format_change, format_period, format_value, format_when
 from digest.model import Digest, RegionDigest, TrendPoint
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -113,6 +113,7 @@ def environment(output_format: str = TEXT) -> Environment:
         long_day=format_long_day,
         period=format_period,
         for_segment=for_segment,
+        when=format_when,
         service=lambda service: SERVICES.get(service, service.replace("_", " ")),
         lower_first=lower_first,
         sentence=sentence,

@@ -64,11 +64,18 @@ def reporting_window(
     schedule: DigestSchedule, timezone: str, week: str, now: dt.datetime
 ) -> tuple[dt.datetime, dt.datetime]:
     """(since, as_of) for `week`'s digest. It reports what happened since the previous digest's send time, and
-    the data as of now, but never past the next digest's send time (a past week rebuilt today shows that
-    week's data; its alerts are shown as they stand now)."""
+    the data as of now while the week lasts (a digest sent late that week catches up); a past week rebuilt later
+    is dated as it was due, at its own send time, never in a later week (its alerts are shown as they stand
+    now)."""
     since = scheduled_at(schedule, timezone, shift_week(week, -1))
-    as_of = min(now, scheduled_at(schedule, timezone, shift_week(week, 1)))
+    as_of = now if now < week_end(timezone, week) else scheduled_at(schedule, timezone, week)
     return since, max(since, as_of)
+
+
+def week_end(timezone: str, week: str) -> dt.datetime:
+    """The UTC instant the practice-local week ends (the next Monday's midnight)."""
+    monday = dt.datetime.combine(week_monday(week) + ONE_WEEK, dt.time(0), tzinfo=ZoneInfo(timezone))
+    return monday.astimezone(dt.UTC)
 
 
 def local_date(instant: dt.datetime, timezone: str) -> dt.date:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from alerts.operator import enqueue_operator_alert
 from config import Config, Practice
 from pulse.schedule import CheckIn, reminders_due
+from pulse.tracking import tracking_start
 from storage.db import session_scope
 from storage.models import PulseReminder, PulseSurvey
 
@@ -30,7 +31,8 @@ def send_checkin_reminders(config: Config, *, as_of: dt.date | None = None,
         with session_scope(database_url) as session:
             closings = list(session.scalars(select(PulseSurvey.closed_on)
                                             .where(PulseSurvey.practice_id == practice.id)))
-            for checkin in reminders_due(practice, closings, as_of):
+            start = tracking_start(session, practice, as_of, record=True)
+            for checkin in reminders_due(practice, closings, as_of, start):
                 notification_id = remind_once(session, config, practice, checkin)
                 if notification_id is not None:
                     notification_ids.append(notification_id)

@@ -22,6 +22,7 @@ from pulse.anonymity import practice_visible, visible_groups
 from pulse.schedule import next_checkin_due
 from pulse.scores import READINESS_CATEGORIES, readiness_verdict
 from pulse.staff import first_go_live
+from pulse.tracking import tracking_start
 from storage.models import PulseSurvey
 
 LABELS = {
@@ -78,7 +79,8 @@ def pulse_report(session: Session, config: Config, practice: Practice, as_of: dt
     if not surveys:
         return None
     latest, minimum = surveys[-1], config.surveys.min_group_size
-    next_due = next_checkin_due(practice, [survey.closed_on for survey in surveys], as_of)
+    start = tracking_start(session, practice, as_of, record=False) if practice.pulse.cadence_days else None
+    next_due = next_checkin_due(practice, [survey.closed_on for survey in surveys], as_of, start)
     if not practice_visible(latest.responses, minimum):
         note = (f"Too few responses ({latest.responses}) to show results without exposing individuals; "
                 f"results need at least {minimum}.")

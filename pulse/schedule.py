@@ -7,7 +7,9 @@ that, a pulse is due every `cadence_days` after the last one closed (reminder a 
 any pulse that closes after it became owed. Past its due date plus `grace_days`, the 'pulse overdue' alert fires
 (critical once a whole further cadence has gone by); it resolves when a pulse arrives.
 
-All of it is off for a practice without `pulse: {cadence_days: N}`.
+All of it is off for a practice without `pulse: {cadence_days: N}`, and nothing falls due before the schedule
+started to count (`start`: pulse.tracking): the first check-in is then due a cadence after that day, and a
+go-live check-in only if it falls due after it.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ class CheckIn:
     go_live: dt.date | None = None
 
 
-def pending_checkins(practice: Practice, closings: Sequence[dt.date], as_of: dt.date) -> list[CheckIn]:
-    """Every check-in no pulse has met yet (including ones not yet due), earliest due first."""
+def pending_checkins(practice: Practice, closings: Sequence[dt.date], as_of: dt.date,
+                     start: dt.date | None = None) -> list[CheckIn]:
+    """Every check-in no pulse has met yet (including ones not yet due), earliest due first. `start`: the day the
+    schedule started to count (None: it always has)."""
     cadence = practice.pulse.cadence_days
     if cadence is None:
         return []
@@ -44,30 +48,35 @@ def pending_checkins(practice: Practice, closings: Sequence[dt.date], as_of: dt.
                 vendor.go_live + GO_LIVE_REMINDER, vendor.name, vendor.go_live)
         for vendor in practice.vendors
         if not any(day >= vendor.go_live for day in closed)
+        and (start is None or vendor.go_live + GO_LIVE_DUE >= start)
     ]
-    if closed:
-        due = max(closed) + dt.timedelta(days=cadence)
+    anchors = closed if start is None else [*closed, start]
+    if anchors:
+        due = max(anchors) + dt.timedelta(days=cadence)
         checkins.append(CheckIn(f"cadence:{due.isoformat()}", due, due - CADENCE_NOTICE))
     return sorted(checkins, key=lambda checkin: (checkin.due_on, checkin.key))
 
 
-def reminders_due(practice: Practice, closings: Sequence[dt.date], as_of: dt.date) -> list[CheckIn]:
+def reminders_due(practice: Practice, closings: Sequence[dt.date], as_of: dt.date,
+                  start: dt.date | None = None) -> list[CheckIn]:
     """Check-ins to remind leadership of today: their reminder day has come, and they are not yet overdue (from
     then on the 'pulse overdue' alert speaks, so an outage of the reminder task never sends stale reminders)."""
     grace = dt.timedelta(days=practice.pulse.grace_days)
-    return [checkin for checkin in pending_checkins(practice, closings, as_of)
+    return [checkin for checkin in pending_checkins(practice, closings, as_of, start)
             if checkin.remind_on <= as_of <= checkin.due_on + grace]
 
 
-def next_checkin_due(practice: Practice, closings: Sequence[dt.date], as_of: dt.date) -> dt.date | None:
-    pending = pending_checkins(practice, closings, as_of)
+def next_checkin_due(practice: Practice, closings: Sequence[dt.date], as_of: dt.date,
+                     start: dt.date | None = None) -> dt.date | None:
+    pending = pending_checkins(practice, closings, as_of, start)
     return pending[0].due_on if pending else None
 
 
-def overdue_verdict(practice: Practice, closings: Sequence[dt.date], as_of: dt.date) -> Verdict:
+def overdue_verdict(practice: Practice, closings: Sequence[dt.date], as_of: dt.date,
+                    start: dt.date | None = None) -> Verdict:
     """The 'pulse overdue' verdict: value = days since the oldest missed check-in was due; period = that day."""
     grace = dt.timedelta(days=practice.pulse.grace_days)
-    pending = pending_checkins(practice, closings, as_of)
+    pending = pending_checkins(practice, closings, as_of, start)
     late = [checkin for checkin in pending if as_of > checkin.due_on + grace]
     if not late:
         due = pending[0].due_on if pending else as_of

@@ -236,6 +236,16 @@ class PulseReminder(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class PulseTracking(Base):
+    """The day a practice's pulse schedule started to count (the first evaluation that saw `pulse.cadence_days`):
+    no check-in falls due before it (pulse.schedule)."""
+
+    __tablename__ = "pulse_tracking"
+    practice_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    started_on: Mapped[dt.date] = mapped_column(Date)
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Alert(Base):
     """One alert, identified by (rule, practice, vendor, kpi, segment); its state moves, the row stays."""
 

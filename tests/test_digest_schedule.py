@@ -78,7 +78,7 @@ def test_the_week_reported_runs_from_the_previous_digest_across_the_clock_change
     assert since == utc("2026-10-26 11:00")  # last Monday 07:00 EDT
     assert as_of == utc("2026-11-02 12:05")
     assert reporting_window(MONDAY_7, "America/New_York", "2026-W40", utc("2026-11-02 12:05"))[1] == utc(
-        "2026-10-05 11:00")  # a past week rebuilt today stops at the next digest's send time
+        "2026-09-28 11:00")  # a past week rebuilt today is dated as it was due: its own send time, in its week
 
 
 ZONES = {

@@ -202,7 +202,7 @@ def test_a_pulse_before_the_first_go_live_is_baseline_and_shows_its_verdict(post
 
 
 def test_the_report_gives_each_score_its_baseline_trend_and_verdict(postgres_url: str, tmp_path: Path) -> None:
-    config = config_with(pine_clinic())
+    config = config_with(pine_clinic(pulse_start=GO_LIVE))
     for day, workload in ((dt.date(2026, 1, 10), 4), (dt.date(2026, 2, 10), 5), (dt.date(2026, 4, 10), 3),
                           (dt.date(2026, 6, 10), 4)):
         ingest(config, tmp_path, postgres_url, staff(6, day, pulse_workload=workload, **readiness(4, 4, 4, 3, 3, 3)),
@@ -279,7 +279,7 @@ def test_without_a_cadence_there_is_no_schedule() -> None:
 
 
 def test_a_pulse_overdue_alert_fires_escalates_and_resolves(postgres_url: str, tmp_path: Path) -> None:
-    config = config_with(pine_clinic(cadence_days=30))
+    config = config_with(pine_clinic(cadence_days=30, pulse_start=GO_LIVE))  # the schedule counts since go-live
     ingest(config, tmp_path, postgres_url, staff(6, dt.date(2026, 6, 1), pulse_workload=4), "june.csv")
 
     def overdue(as_of: dt.date) -> tuple[str, str, float, str]:
@@ -298,7 +298,7 @@ def test_a_pulse_overdue_alert_fires_escalates_and_resolves(postgres_url: str, t
                 if any(c["rule"] == "pulse_overdue" for c in n.payload["changes"])]
         text = render_alert(told[0].payload, told[0].title, "text").body
     assert "Now critical (was warning): check-in overdue, Staff pulse" in text  # the warning went to the digest
-    assert "38.0 days for Jul 1, 2026, overdue: no staff pulse survey has closed since" in text
+    assert "The staff check-in due on Jul 1, 2026 is 38 days overdue: no staff pulse survey has closed since" in text
     assert "Send the staff pulse survey this week" in text
     assert "Feed late (critical): Acme RCM" in text and "Staff pulse has not sent" not in text
 

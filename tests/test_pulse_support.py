@@ -20,11 +20,13 @@ COMMENT_QUESTION = "Anything else you want leadership to know?"
 GO_LIVE = dt.date(2026, 3, 1)
 
 
-def pine_clinic(staff_count: int = 10, cadence_days: int | None = 30) -> Practice:
-    """A practice with one vendor live since 2026-03-01 (learning period to 2026-04-29) and a monthly pulse."""
+def pine_clinic(staff_count: int = 10, cadence_days: int | None = 30,
+                pulse_start: dt.date | None = None) -> Practice:
+    """A practice with one vendor live since 2026-03-01 (learning period to 2026-04-29) and a monthly pulse
+    (counted from `pulse_start`, else from the first evaluation that sees it)."""
     vendor = Vendor(id="acme-billing", name="Acme RCM", service="billing", go_live=GO_LIVE)
     return Practice(id="pine-clinic", name="Pine Clinic", staff_count=staff_count, vendors=[vendor],
-                    pulse=PulseSchedule(cadence_days=cadence_days))
+                    pulse=PulseSchedule(cadence_days=cadence_days, start=pulse_start))
 
 
 def config_with(*practices: Practice) -> Config:

@@ -303,11 +303,13 @@ def ingest(
 def print_ingest_results(results: list[Any]) -> None:
     for result in results:
         colour = {"accepted": "green", "duplicate": "yellow", "rejected": "red"}[result.status]
+        # A pulse export's rows are people and what it stores are scores: never count the two as one thing.
+        rows, stored = ("responses", " scores") if result.kind == "pulse" else ("rows", "")
         detail = (
-            f"{result.rows} rows" if result.status != "rejected" else f"{len(result.problems)} problem(s)"
+            f"{result.rows} {rows}" if result.status != "rejected" else f"{len(result.problems)} problem(s)"
         )
         if result.counts:
-            detail += f", {result.counts.inserted} new, {result.counts.revised} revised"
+            detail += f", {result.counts.inserted} new{stored}, {result.counts.revised} revised{stored}"
         out.print(f"[{colour}]{result.status}[/{colour}] {result.path}: {detail}", highlight=False)
         for note in result.notes:
             out.print(f"  {result.path}: {note}", highlight=False, markup=False)

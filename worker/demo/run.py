@@ -19,6 +19,9 @@ from rich.console import Console
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEMO_AS_OF = dt.date(2026, 11, 23)
+# In the story each file came three weeks after its period ended (October's the day before DEMO_AS_OF's
+# Monday): the digest, dated that week, must not say a feed arrived today, after its own date.
+ARRIVAL_LAG = dt.timedelta(days=22)
 TASK_TIMEOUT = 120
 
 
@@ -101,6 +104,7 @@ def run_tasks(files: list[Path], out_dir: Path, console: Console) -> dict[str, A
         ingested = [ingest_file.delay(str(path), evaluate=False) for path in files]
         results = [result.get(timeout=TASK_TIMEOUT) for result in ingested]
         console.print(summarise_ingest(results))
+        date_arrivals()
         evaluations = evaluate_task.delay(as_of=DEMO_AS_OF.isoformat()).get(timeout=TASK_TIMEOUT)
         wait_for_outbox()
         week = f"{DEMO_AS_OF.isocalendar()[0]}-W{DEMO_AS_OF.isocalendar()[1]:02d}"
@@ -127,6 +131,25 @@ def summarise_ingest(results: list[dict[str, Any]]) -> str:
     for result in results:
         counts[result["status"]] = counts.get(result["status"], 0) + 1
     return "Ingested through Celery: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def date_arrivals() -> None:
+    """Stamp each bundled file as arriving when the story has it (ARRIVAL_LAG after its newest period, never
+    after the day before DEMO_AS_OF), not on the real day the demo runs."""
+    from sqlalchemy import func, select, update
+
+    from storage.db import session_scope
+    from storage.models import FeedFile, ObservationValue, PulseSurvey
+
+    latest = dt.datetime.combine(DEMO_AS_OF - dt.timedelta(days=1), dt.time(12), tzinfo=dt.UTC)
+    with session_scope() as session:
+        newest = session.execute(select(ObservationValue.feed_file_id, func.max(ObservationValue.period_end))
+                                 .group_by(ObservationValue.feed_file_id)).all()
+        for feed_file_id, period_end in newest:
+            arrived = min(latest, dt.datetime.combine(period_end + ARRIVAL_LAG, dt.time(12), tzinfo=dt.UTC))
+            session.execute(update(FeedFile).where(FeedFile.id == feed_file_id).values(received_at=arrived))
+            session.execute(update(PulseSurvey).where(PulseSurvey.feed_file_id == feed_file_id)
+                            .values(received_at=arrived))
 
 
 def wait_for_outbox(timeout: float = TASK_TIMEOUT) -> None:
