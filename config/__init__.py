@@ -8,7 +8,7 @@ surveys.yaml uses the catalog and survey template shipped here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +22,7 @@ from config.schema import (
     Kpi,
     Practice,
     PracticesFile,
+    Region,
     Route,
     SurveysFile,
     ThresholdOverride,
@@ -57,6 +58,8 @@ class Config:
     dry_run: bool
     digest_tag: str | None
     surveys: SurveysFile
+    # Carried with the rest, so a region's leader and send time come from the same validated version of the file.
+    regions: dict[str, Region] = field(default_factory=dict)
 
     def practice(self, practice_id: str) -> Practice | None:
         return next((p for p in self.practices if p.id == practice_id), None)
@@ -115,6 +118,7 @@ def load_config(directory: Path | str) -> Config:
         dry_run=channels_file.dry_run,
         digest_tag=channels_file.digest,
         surveys=surveys,
+        regions=practices.regions,
     )
 
 

@@ -1,18 +1,13 @@
 """The regional leader's roll-up: every practice sharing a `region`, worst first, in one email.
 
-Regions and their leaders live in the `regions:` block of practices.yaml. load_config validates that block with
-the rest of the file at start (PracticesFile.regions) but Config does not carry it, so it is read here from the
-same validated file.
+Regions and their leaders live in the `regions:` block of practices.yaml; load_config validates it with the rest
+of the file and Config carries it, so a worker that refused a broken edit keeps the regions it had too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
-from pathlib import Path
 
-import yaml
-from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from config import Config, Practice
@@ -23,22 +18,10 @@ from digest.schedule import local_date, reporting_window
 from storage.models import utcnow
 
 TONE_ORDER = ("critical", "warning", "late", "quiet", "ok", "empty")
-REGIONS = TypeAdapter(dict[str, Region])
 
 
 def regions_of(config: Config) -> dict[str, Region]:
-    path = config.directory / "practices.yaml"
-    return read_regions(path, path.stat().st_mtime_ns)
-
-
-@lru_cache(maxsize=8)
-def read_regions(path: Path, _modified_ns: int) -> dict[str, Region]:
-    """Cached per file version: the modification time is part of the key, so an edited file is read again.
-    libyaml's loader when there is one: an MSO's practices.yaml of thousands of practices takes the pure-Python
-    loader many seconds, and only the small `regions:` block is wanted (load_config has validated the file)."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    document = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
-    return REGIONS.validate_python(document.get("regions") or {})
+    return config.regions
 
 
 def region_practices(config: Config, key: str) -> list[Practice]:

@@ -1,17 +1,27 @@
-"""What every task needs: the configuration (loaded once per process) and the current time."""
+"""What every task needs: the configuration (reloaded when its files change) and the current time.
+
+Each process holds the configuration it loaded. When a task starts in a worker child, the child checks the files
+and reloads an edited configuration, validated first (config/reload.py); the worker's parent does the same when a
+task arrives, so a child it forks later starts from the newest valid configuration. A broken edit is refused: the
+configuration in use stays, and one process (whichever claims that broken version first) logs it and tells the
+operator, naming each file and line.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
+import logging
+from contextlib import suppress
+from pathlib import Path
 
-from config import Config, load_config
+from celery import signals
+
+from config.reload import ConfigWatch, Refusal
 from worker.settings import get_settings
 
+log = logging.getLogger(__name__)
 
-@lru_cache(maxsize=1)
-def current_config() -> Config:
-    return load_config(get_settings().config)
+current_config = ConfigWatch(lambda: get_settings().config)
 
 
 def parse_as_of(as_of: str | None) -> dt.date:
@@ -20,3 +30,59 @@ def parse_as_of(as_of: str | None) -> dt.date:
 
 def dry_run_dir() -> object:
     return get_settings().data_dir / "dry-run"
+
+
+@signals.task_prerun.connect
+def reload_edited_config(**_: object) -> None:
+    refusal = current_config.check()
+    if refusal is not None:
+        tell_refusal(refusal)
+
+
+@signals.task_received.connect
+def reload_edited_config_before_forking(**_: object) -> None:
+    """In the worker's parent: keep the configuration that children inherit current. The child that runs the task
+    checks too, and it, not the parent (which must not open connections its children would share), tells."""
+    current_config.check()
+
+
+def tell_refusal(refusal: Refusal) -> None:
+    from worker.once import claim_once, release
+
+    claim = f"config-refused-{refusal.digest}"
+    claimed = False
+    try:
+        claimed = claim_once(claim)
+        if not claimed:
+            log.info("configuration edit refused (the operator was told): %s", refusal.problems[0])
+            return
+        log.warning("configuration edit refused; the previous configuration stays in use until it is fixed:\n  %s",
+                    "\n  ".join(refusal.problems))
+        alert_operator(refusal)
+    except Exception:
+        # Redis or the database is down: the operator is told at a later task's check instead.
+        log.exception("could not tell the operator about a refused configuration edit; will try again")
+        if claimed:
+            with suppress(Exception):
+                release(claim)
+        current_config.check_again()
+
+
+def alert_operator(refusal: Refusal) -> None:
+    from alerts.operator import enqueue_operator_alert
+    from config.secrets import redact
+    from storage.db import session_scope
+    from tasks.deliver import deliver_task
+
+    count = len(refusal.problems)
+    where = Path(refusal.problems[0].split(": ", 1)[0]).name  # "practices.yaml:14"; the details give the paths
+    with session_scope() as session:
+        notification_id = enqueue_operator_alert(
+            session, current_config(),
+            title=f"Configuration edit refused: {where} ({count} problem{'s' if count != 1 else ''})",
+            message="The workers keep the previous configuration until the files are fixed. Fix them; the next "
+                    "task picks the fix up, no restart needed.",
+            details=[redact(problem) for problem in refusal.problems],
+        )
+    if notification_id is not None:
+        deliver_task.delay(notification_id)

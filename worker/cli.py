@@ -111,9 +111,14 @@ class Options:
         try:
             return load_config(self.config_dir)
         except ConfigError as exc:
-            for problem in exc.problems:
-                err.print(f"[red]config error[/red] {problem}", highlight=False, markup=True)
-            raise typer.Exit(EXIT_FAILURE) from exc
+            raise config_failure(exc) from exc
+
+
+def config_failure(exc: ConfigError) -> typer.Exit:
+    """Print every problem (file, line, what) and give the exit that stops the command."""
+    for problem in exc.problems:
+        err.print(f"[red]config error[/red] {problem}", highlight=False, markup=True)
+    return typer.Exit(EXIT_FAILURE)
 
 
 def json_default(value: object) -> str:
@@ -207,11 +212,23 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Run the Celery worker."""
+    load_worker_config()
     prepare_database()
     from worker.app import app
 
     argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
     exit_with(lambda: app.start([*argv, "--beat"] if beat else argv))
+
+
+def load_worker_config() -> None:
+    """An invalid configuration stops the start, naming file and line. Loaded here, in the parent, every prefork
+    child inherits a valid configuration, and keeps it when a later edit is broken (tasks/context.py)."""
+    from tasks.context import current_config
+
+    try:
+        current_config()
+    except ConfigError as exc:
+        raise config_failure(exc) from exc
 
 
 @cli.command()
