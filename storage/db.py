@@ -21,6 +21,24 @@ def get_engine(url: str | None = None) -> Engine:
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
+    engine = new_engine(url)
+    _engines.append(engine)
+    return engine
+
+
+# Every engine this process made, so a forked child can let go of the pools it inherited.
+_engines: list[Engine] = []
+
+
+def forget_inherited_connections() -> None:
+    """In a freshly forked process (a Celery pool child): start with empty pools. A pooled connection inherited
+    from the parent shares its socket with the parent and with every sibling; two processes talking over one
+    PostgreSQL connection corrupt each other's queries. close=False leaves the parent's sockets alone."""
+    for engine in _engines:
+        engine.dispose(close=False)
+
+
+def new_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from celery import Celery, signals
 from celery.schedules import crontab
+from celery.signals import worker_process_init
 
 from config import secrets
 from worker.settings import Settings, get_settings
@@ -137,3 +138,10 @@ def redact_celery_logs(logger: logging.Logger, **_: object) -> None:
 
 
 app = create_app(get_settings())
+
+
+@worker_process_init.connect
+def _fresh_pools_in_each_child(**_: object) -> None:
+    from storage.db import forget_inherited_connections
+
+    forget_inherited_connections()

@@ -214,7 +214,10 @@ def worker(
     """Run the Celery worker."""
     load_worker_config()
     prepare_database()
+    from storage.db import get_engine
     from worker.app import app
+
+    get_engine().dispose()  # the schema check's connection: the prefork children must not inherit it
 
     argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
     exit_with(lambda: app.start([*argv, "--beat"] if beat else argv))
