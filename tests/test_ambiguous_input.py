@@ -10,30 +10,21 @@ twin that the fast paths do accept: so the refusal is the rule's, not a shape th
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from config import BUNDLED_DIR, Config, load_config
-from feeds.ingest import IngestResult, ingest_path
 from feeds.validate import read_number
-from storage.db import engine_for, session_scope, upgrade
+from storage.db import session_scope
 from storage.models import Observation
-from tests.test_bulk_ingest import database
+from tests.support.every_path import FAST, HEADER, PRACTICE, SLOW, VENDOR, ingest, months, observations, path_databases
 
-TODAY = dt.date(2026, 11, 23)
-PRACTICE, VENDOR = "oakridge-fm", "acme-billing"
-HEADER = "practice,vendor,kpi,period,value,segment"
 SPAN_HEADER = "practice,vendor,kpi,period_start,period_end,value,segment"
-# Where each path is forced: the streamed path, the check inside PostgreSQL, row by row on each database.
-FAST = {"streamed": ("streamed",), "postgresql": ("postgresql",)}
-SLOW = ("python-postgresql", "python-sqlite")
 CHECKED_IN = {"streamed": "streamed", "postgresql": "postgresql", "python-postgresql": "python",
               "python-sqlite": "python"}
 
@@ -46,30 +37,12 @@ def config() -> Config:
 @pytest.fixture(scope="module")
 def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A database per path, so each sees only its own files and every clean twin is a first delivery."""
-    postgres = [database(f"vw_ambiguous_{name}") for name in ("stream", "bulk", "rows")]
-    urls = dict(zip(("streamed", "postgresql", "python-postgresql"), (next(gen) for gen in postgres), strict=True))
-    sqlite = f"sqlite:///{tmp_path_factory.mktemp('ambiguous') / 'demo.sqlite'}"
-    upgrade(sqlite)
-    yield {**urls, "python-sqlite": sqlite}
-    engine_for(sqlite).dispose()
-    for gen in postgres:
-        next(gen, None)
+    yield from path_databases("vw_ambiguous", tmp_path_factory.mktemp("ambiguous"))
 
 
-_periods = (f"{2010 + n // 12}-{n % 12 + 1:02d}" for n in itertools.count())
-_names = itertools.count()
+_periods = months()
 
 
-def ingest(data: bytes, config: Config, url: str, directory: Path, fast: tuple[str, ...], suffix: str = ".csv",
-           practice: str | None = None, vendor: str | None = None) -> IngestResult:
-    path = directory / f"feed-{next(_names)}{suffix}"
-    path.write_bytes(data)
-    return ingest_path(path, config, today=TODAY, database_url=url, fast=fast, practice=practice, vendor=vendor)
-
-
-def observations(url: str) -> int:
-    with session_scope(url) as session:
-        return int(session.scalar(select(func.count()).select_from(Observation)) or 0)
 
 
 @dataclass(frozen=True)

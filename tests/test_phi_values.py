@@ -10,8 +10,6 @@ segment names are accepted on every path.
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,17 +18,8 @@ from pathlib import Path
 import pytest
 
 from config import BUNDLED_DIR, Config, load_config
-from feeds.ingest import IngestResult, ingest_path
 from feeds.phi import phi_shape
-from storage.db import engine_for, upgrade
-from tests.test_ambiguous_input import observations
-from tests.test_bulk_ingest import database
-
-TODAY = dt.date(2026, 11, 23)
-PRACTICE, VENDOR = "oakridge-fm", "acme-billing"
-HEADER = "practice,vendor,kpi,period,value,segment"
-FAST = {"streamed": ("streamed",), "postgresql": ("postgresql",)}
-SLOW = ("python-postgresql", "python-sqlite")
+from tests.support.every_path import FAST, HEADER, PRACTICE, SLOW, VENDOR, ingest, months, observations, path_databases
 
 
 @pytest.fixture(scope="module")
@@ -41,25 +30,11 @@ def config() -> Config:
 @pytest.fixture(scope="module")
 def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A database per path, so every clean twin is a first delivery there."""
-    postgres = [database(f"vw_phi_{name}") for name in ("stream", "bulk", "rows")]
-    urls = dict(zip(("streamed", "postgresql", "python-postgresql"), (next(gen) for gen in postgres), strict=True))
-    sqlite = f"sqlite:///{tmp_path_factory.mktemp('phi') / 'demo.sqlite'}"
-    upgrade(sqlite)
-    yield {**urls, "python-sqlite": sqlite}
-    engine_for(sqlite).dispose()
-    for gen in postgres:
-        next(gen, None)
+    yield from path_databases("vw_phi", tmp_path_factory.mktemp("phi"))
 
 
-_periods = (f"{2010 + n // 12}-{n % 12 + 1:02d}" for n in itertools.count())
-_names = itertools.count()
+_periods = months()
 
-
-def ingest(data: bytes, config: Config, url: str, directory: Path, fast: tuple[str, ...], suffix: str = ".csv",
-           practice: str | None = None, vendor: str | None = None) -> IngestResult:
-    path = directory / f"feed-{next(_names)}{suffix}"
-    path.write_bytes(data)
-    return ingest_path(path, config, today=TODAY, database_url=url, fast=fast, practice=practice, vendor=vendor)
 
 
 @dataclass(frozen=True)
