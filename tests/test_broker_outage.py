@@ -18,15 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, create_engine, func, select, text
+from sqlalchemy import Connection, create_engine, text
 
-from storage.db import session_scope
 from storage.models import FeedFile, Notification
 from tests.conftest import stack_env
 from tests.support.private_services import PrivateRedis, private_redis, wait_until
 from tests.support.smtp_capture import CapturingSMTPServer
 from tests.support.tls_capture import CapturingHTTPSServer
-from tests.test_end_to_end import drop_in_inbox, recent_months
+from tests.test_end_to_end import count, drop_in_inbox, recent_months
 from tests.worker_process import Worker, started_worker, vendorwatch
 
 WAITING_ON_LOCK = text(
@@ -55,11 +54,6 @@ def waiting_on_lock(database_url: str) -> bool:
             return int(connection.execute(WAITING_ON_LOCK).scalar_one()) >= 1
     finally:
         engine.dispose()
-
-
-def count(model: type, database_url: str) -> int:
-    with session_scope(database_url) as session:
-        return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 def reconnections(worker: Worker) -> int:

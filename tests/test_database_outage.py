@@ -11,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import create_engine, text
 
 from storage.db import upgrade
@@ -38,9 +37,7 @@ class HeldWebhook:
 
 
 def database_on(cluster: PrivatePostgres) -> str:
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres", autocommit=True) as conn:
-        conn.execute("CREATE DATABASE vendorwatch")
-    url = cluster.url.rsplit("/", 1)[0] + "/vendorwatch"
+    url = cluster.create_database("vendorwatch")
     upgrade(url)
     return url
 

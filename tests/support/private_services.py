@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 import redis
+from psycopg import sql
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -139,6 +140,12 @@ class PrivatePostgres:
     def stop(self, mode: str = "immediate") -> None:
         """`immediate` is the crash: every backend is killed and the next start replays the WAL."""
         self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def create_database(self, name: str) -> str:
+        """A new empty database on the cluster; its SQLAlchemy URL."""
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def answers(self) -> bool:
         try:
