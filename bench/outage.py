@@ -30,7 +30,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import create_engine, text
 
 from storage.db import upgrade
@@ -112,7 +111,8 @@ def alerted(teams: CapturingHTTPSServer, segments: list[str]) -> Counter[str]:
     seen: Counter[str] = Counter()
     for request in teams.requests:
         body = json.dumps(request.json())
-        seen.update(segment for segment in segments if segment in body)
+        # a card names a segment as a reader would ("p007x (payer)"), so look for the payer's own name
+        seen.update(segment for segment in segments if segment.partition(":")[2] in body)
     return seen
 
 
@@ -129,9 +129,7 @@ def run(fault: str, down: float, aof: bool, files: int, settle_limit: float) -> 
         if fault == "postgres":
             cluster = PrivatePostgres().init().start()
             stack.callback(cluster.stop)
-            with psycopg.connect(f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres", autocommit=True) as c:
-                c.execute("CREATE DATABASE vendorwatch")
-            url = cluster.url.rsplit("/", 1)[0] + "/vendorwatch"
+            url = cluster.create_database("vendorwatch")
         else:
             url = fresh_postgres_database("vw_outage")
             stack.callback(drop_postgres_database, url)
