@@ -14,7 +14,6 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from config import Config
-from feeds.bulk import stage_in_database
 from feeds.parse import Fingerprint, Table, UnreadableRow, fingerprint, is_json_feed, json_table, stream_table
 from feeds.store import (
     DuplicateFile,
@@ -41,9 +40,9 @@ from pulse.detect import looks_like_survey
 from storage.db import session_scope
 from storage.models import FeedFile, FeedRejection, Observation, utcnow
 
-# On PostgreSQL, before the row-by-row check: a first delivery streamed into observation_value (feeds.stream), then
-# the in-database check of a long CSV (feeds.bulk). Either only ever accepts; on doubt the next one runs.
-FAST_CHECKS = ("streamed", "postgresql")
+# On PostgreSQL, before the row-by-row check: a first delivery streamed into observation_value (feeds.stream). It
+# only ever accepts; on doubt, and for a file with values already stored (a correction), the row-by-row check runs.
+FAST_CHECKS = ("streamed",)
 
 
 @dataclass
@@ -57,8 +56,8 @@ class IngestResult:
     practices: list[str] = field(default_factory=list)
     moved_to: str | None = None
     problem_count: int = 0
-    # Where the rows of an accepted feed were checked: "streamed" (a first delivery, feeds.stream), "postgresql"
-    # (feeds.bulk) or "python" (row by row, feeds.validate).
+    # Where the rows of an accepted feed were checked: "streamed" (a first delivery, feeds.stream) or "python"
+    # (row by row, feeds.validate).
     checked_in: str | None = None
     # What the operator should know about an accepted file, e.g. a surveys.yaml question the export lacks.
     notes: list[str] = field(default_factory=list)
@@ -177,9 +176,7 @@ def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config
     any row, or the file as a whole, has a problem. Also says where the rows were checked (IngestResult)."""
     connection = session.connection()
     now = utcnow()
-    on_postgresql = connection.dialect.name == "postgresql"
-    in_database = on_postgresql and "postgresql" in fast
-    if on_postgresql and "streamed" in fast:
+    if connection.dialect.name == "postgresql" and "streamed" in fast:
         try:
             streamed = store_first_delivery(connection, path, fp, config, origin, today, feed_id)
         except KeysStored:
@@ -187,15 +184,10 @@ def load_and_merge(session: Session, path: Path, fp: Fingerprint, config: Config
         else:
             if streamed is not None:
                 return streamed.rows, StoreCounts(streamed.rows, 0, 0), streamed.practices, "streamed"
-            in_database = False  # not provably clean: the in-database check would doubt it too
     prepare_staging(connection)
-    staged = stage_in_database(connection, path, fp, config, origin, today) if in_database else None
-    if staged is not None:
-        total, checked_in = staged, "postgresql"
-    else:
-        total, checked_in = stage_row_by_row(connection, path, fp, config, origin, today), "python"
+    total = stage_row_by_row(connection, path, fp, config, origin, today)
     counts = merge(connection, feed_id, now)
-    return total, counts, staged_practices(connection), checked_in
+    return total, counts, staged_practices(connection), "python"
 
 
 def stage_row_by_row(connection: Connection, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
