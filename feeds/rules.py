@@ -9,7 +9,10 @@ How to add a rule
    `Refusal` to name another column or cell. Ask `context` what the configuration says (`context.kpi(text)`,
    `context.period(period, start, end)`, `context.today`, ...): its answers are remembered.
 2. Append `Rule(name, columns, message, judge)` to RULES. One column: judged once per distinct text. Several
-   columns (a rule across columns): judged once per distinct combination of their texts.
+   columns (a rule across columns): judged once per distinct combination of their texts. A rule on the value
+   and other columns names "value" last and may say, as `alike`, what of the other columns' texts its verdict
+   depends on (the value rule: how the value is scaled and bounded), so it is judged once per (alike, value text);
+   without it, the texts themselves count, which is always right but judges more.
 3. Add a file that breaks it to RULE_VIOLATIONS in tests/test_rule_list.py (a test there fails until you do).
 
 That is all. The row-by-row check (`feeds.validate.RowValidator`) asks every rule about every row and names each
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import TypeVar
@@ -72,12 +75,14 @@ Verdict = str | Refusal | None
 @dataclass(frozen=True)
 class Rule:
     """One rule: its name, the columns whose texts it judges, its message (what an operator reads; a judge may
-    say more, e.g. 'did you mean'), and its judge."""
+    say more, e.g. 'did you mean'), and its judge. `alike`: for a rule whose last column is the value, what its
+    verdict depends on in the other columns' texts (None: those texts themselves)."""
 
     name: str
     columns: tuple[str, ...]
     message: str
     judge: Callable[[tuple[str, ...], Context], Verdict]
+    alike: Callable[[tuple[str, ...], Context], Hashable] | None = None
 
     def refusal(self, texts: tuple[str, ...], verdict: str | Refusal) -> tuple[str, str | None, str]:
         """(column, quoted cell, message) of a refusal of these texts."""
@@ -93,16 +98,25 @@ class Verdicts:
 
     def __init__(self, rules: Iterable[Rule], context: Context):
         self.rules, self.context = tuple(rules), context
-        self.seen: dict[str, dict[tuple[str, ...], Verdict]] = {rule.name: {} for rule in self.rules}
+        self.seen: dict[str, dict[Hashable, Verdict]] = {rule.name: {} for rule in self.rules}
+        self.alikes: dict[str, dict[tuple[str, ...], Hashable]] = {rule.name: {} for rule in self.rules}
 
     def of(self, rule: Rule, texts: tuple[str, ...]) -> Verdict:
+        """The rule's verdict on these texts (one per column it names)."""
+        key: Hashable = texts if rule.alike is None else (self.alike_of(rule, texts[:-1]), texts[-1])
         seen = self.seen[rule.name]
-        if texts in seen:
-            return seen[texts]
+        if key in seen:
+            return seen[key]
         if len(seen) >= MAX_REMEMBERED:
             seen.clear()
-        verdict = seen[texts] = rule.judge(texts, self.context)
+        verdict = seen[key] = rule.judge(texts, self.context)
         return verdict
+
+    def alike_of(self, rule: Rule, texts: tuple[str, ...]) -> Hashable:
+        """What the rule's verdict depends on in these texts of its columns but the value."""
+        if rule.alike is None:
+            return texts
+        return remembered(self.alikes[rule.name], texts, lambda: rule.alike(texts, self.context))  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -361,5 +375,6 @@ RULES: tuple[Rule, ...] = (
     Rule("a segment of the known kinds", ("segment",),
          "segment must be all, payer:<name>, location:<name> or provider:<name>", valid_segment),
     Rule("a value in its KPI's bounds", VALUE_COLUMNS,
-         "a value that is missing, not a number, in an unknown unit or beyond its KPI's bounds", valid_value),
+         "a value that is missing, not a number, in an unknown unit or beyond its KPI's bounds", valid_value,
+         alike=lambda texts, context: context.value_kind(*texts)),
 )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -129,6 +129,8 @@ class Group:
     vendor_id: str
     kpi: str
     kind: ValueKind
+    texts: tuple[str, ...]  # as the rules read them
+    alike: int  # groups alike in what the value rules' verdicts and the value's reading depend on share it
 
 
 def store_first_delivery(connection: Connection, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
@@ -159,18 +161,24 @@ class Streamer:
         self.period_texts = Picker(layout.columns, PERIOD_COLUMNS)
         if "value" not in layout.columns:
             raise NotProven("no value column")
-        self.verdicts = Verdicts(rules.RULES, context)  # the list as it is when the file's check starts
-        self.series_rules = RulesOn(SERIES_COLUMNS, self.verdicts)
-        self.period_rules = RulesOn(PERIOD_COLUMNS, self.verdicts)
-        self.block_rules = [(rule, Picker(layout.columns, rule.columns, allow_none=True))
-                            for rule in self.verdicts.rules
-                            if rule not in self.series_rules.rules and rule not in self.period_rules.rules]
+        # Each rule of the list (as it is when the file's check starts) is judged where its texts are first met:
+        # on a new (practice, vendor, KPI, unit), segment, series or period; on a new (alike, value text) if it
+        # judges the value and group columns; else on each distinct combination of its columns in each block.
+        self.verdicts = Verdicts(rules.RULES, context)
+        remaining = list(self.verdicts.rules)
+        self.group_rules = RulesOn(GROUP_COLUMNS, remaining, self.verdicts)
+        self.segment_rules = RulesOn(("segment",), remaining, self.verdicts)
+        self.series_rules = RulesOn(SERIES_COLUMNS, remaining, self.verdicts)
+        self.period_rules = RulesOn(PERIOD_COLUMNS, remaining, self.verdicts)
+        self.value_rules = RulesOn((*GROUP_COLUMNS, "value"), remaining, self.verdicts, last="value")
+        self.block_rules = [(rule, Picker(layout.columns, rule.columns, allow_none=True)) for rule in remaining]
+        self.segments: dict[str, str] = {}
         self.groups: dict[tuple[str, ...], Group] = {}
         self.series: dict[tuple[str, ...], tuple[int, Group]] = {}  # the series columns' texts -> id, group
         self.periods: dict[tuple[str, ...], tuple[int, int]] = {}  # texts -> first, last day (since 2000-01-01)
         self.labels: dict[tuple[dt.date, dt.date], str] = {}
-        self.alike: dict[ValueKind, int] = {}
-        self.values: dict[tuple[int, str], float] = {}  # (value kind, value text) -> value
+        self.alike: dict[tuple[Hashable, ...], int] = {}
+        self.values: dict[tuple[int, str], float] = {}  # (groups alike, value text) -> value
         self.known: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
         self.new_series: list[tuple[int, str, str, str, str]] = []
         self.free_ids: list[int] = []
@@ -230,7 +238,7 @@ class Streamer:
                 first_period = periods[period_of_row[first_row[index]]]
                 found = self.series[texts] = self.find_series(self.series_texts.full(texts), first_period)
             series_ids[index], group = found
-            alike[index] = self.alike.setdefault(group.kind, len(self.alike))
+            alike[index] = group.alike
         starts, ends = (np.array(days, np.int32) for days in zip(
             *(self.period_days(self.period_texts.full(texts)) for texts in periods), strict=True))
         values = self.row_values(cells["value"], alike[series_of_row], series, series_of_row)
@@ -248,8 +256,8 @@ class Streamer:
         return packed
 
     def judge_block(self, cells: dict[str, Cells]) -> None:
-        """Every rule not judged per series or period, on each distinct combination of its columns' texts in the
-        block; NotProven at the first refusal."""
+        """Every rule judged nowhere else, on each distinct combination of its columns' texts in the block;
+        NotProven at the first refusal."""
         for rule, picker in self.block_rules:
             combinations = distinct([cells[name] for name in picker.present])[0] if picker.present else [()]
             for texts in combinations:
@@ -267,7 +275,8 @@ class Streamer:
 
     def row_values(self, column: Cells, alike_of_row: np.ndarray[Any, Any], series: list[tuple[str, ...]],
                    series_of_row: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """Each row's value, scaled: each distinct (value kind, value text) read once."""
+        """Each row's value, scaled: each distinct (groups alike, value text) judged by the value rules and read
+        once."""
         pairs, pair_of_row, first_row = distinct([Cells.of_codes(alike_of_row), column])
         if len(self.values) > MAX_REMEMBERED_VALUES:
             self.values.clear()
@@ -276,6 +285,7 @@ class Streamer:
             value = self.values.get((int(alike), cell))
             if value is None:
                 group = self.series[series[series_of_row[first_row[index]]]][1]
+                self.value_rules.judge((*group.texts, cell.strip()))
                 value = self.values[(int(alike), cell)] = self.value(group.kind, cell)
             judged[index] = value
         return judged[pair_of_row]
@@ -300,12 +310,16 @@ class Streamer:
 
     def find_series(self, texts: tuple[str, ...], first_period: tuple[str, ...]) -> tuple[int, Group]:
         """The series the (practice, vendor, KPI, unit, segment) texts name, found or made."""
-        self.series_rules.judge(stripped(texts))
         group_texts, segment_text = texts[:-1], texts[-1]
         group = self.groups.get(group_texts)
         if group is None:
             group = self.groups[group_texts] = self.group(stripped(group_texts))
-        segment = self.context.segment(segment_text.strip())[0]
+        segment = self.segments.get(segment_text)
+        if segment is None:
+            self.segment_rules.judge((segment_text.strip(),))
+            segment = self.segments[segment_text] = self.context.segment(segment_text.strip())[0]
+        if self.series_rules.rules:
+            self.series_rules.judge(stripped(texts))
         stored = self.known_series(group, segment, first_period)
         series_id = stored.get((group.kpi, segment))
         if series_id is None:
@@ -315,11 +329,13 @@ class Streamer:
         return series_id, group
 
     def group(self, texts: tuple[str, ...]) -> Group:
+        self.group_rules.judge(texts)
         practice, vendor_id, _ = self.context.owner(texts[0], texts[1])
         kpi, kind = self.context.kpi(texts[2]), self.context.value_kind(*texts)
         if practice is None or vendor_id is None or kpi is None or kind is None:
             raise NotProven("practice, vendor or KPI")  # their rules refuse them first
-        return Group(practice.id, vendor_id, kpi[0], kind)
+        alike = self.alike.setdefault((kind, *self.value_rules.alike_of(texts)), len(self.alike))
+        return Group(practice.id, vendor_id, kpi[0], kind, texts, alike)
 
     def known_series(self, group: Group, segment: str, first_period: tuple[str, ...]) -> dict[tuple[str, str], int]:
         """The stored series of the group's practice and vendor, read once. The first time, the value of the
@@ -409,12 +425,16 @@ def stripped(texts: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class RulesOn:
-    """The rules whose columns are all among `columns` (a series' or a period's): judged when such texts are
-    first met, each on its own columns' texts."""
+    """The rules, taken from `remaining`, whose columns are all among `columns` (a group's, a series', a
+    period's; with `last`, those naming it last): judged when such texts are first met, each on its own columns'
+    texts."""
 
-    def __init__(self, columns: tuple[str, ...], verdicts: Verdicts):
+    def __init__(self, columns: tuple[str, ...], remaining: list[Rule], verdicts: Verdicts, last: str | None = None):
         self.verdicts = verdicts
-        self.rules: list[Rule] = [rule for rule in verdicts.rules if set(rule.columns) <= set(columns)]
+        self.rules = [rule for rule in remaining if set(rule.columns) <= set(columns)
+                      and (last is None or rule.columns[-1] == last)]
+        for rule in self.rules:
+            remaining.remove(rule)
         self.picks = [(rule, [columns.index(name) for name in rule.columns]) for rule in self.rules]
 
     def judge(self, texts: tuple[str, ...]) -> None:
@@ -422,3 +442,8 @@ class RulesOn:
         for rule, picks in self.picks:
             if self.verdicts.of(rule, tuple(texts[index] for index in picks)) is not None:
                 raise NotProven(rule.name)
+
+    def alike_of(self, texts: tuple[str, ...]) -> tuple[Hashable, ...]:
+        """Per rule, what its verdict depends on in these texts of `columns` but the last."""
+        return tuple(self.verdicts.alike_of(rule, tuple(texts[index] for index in picks[:-1]))
+                     for rule, picks in self.picks)
