@@ -237,8 +237,7 @@ def instrument(phases: list[tuple[str, float, float, float]], statements: dict[s
                                backend_cpu(backend.get("pid")) - pg))
         return wrapper
 
-    for name in ("fingerprint", "claim_file", "store_first_delivery", "prepare_staging", "stage_in_database",
-                 "stage_row_by_row", "merge",
+    for name in ("fingerprint", "claim_file", "store_first_delivery", "prepare_staging", "stage_row_by_row", "merge",
                  "staged_practices"):
         setattr(ingest_module, name, timed(name, getattr(ingest_module, name)))
 

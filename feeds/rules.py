@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from difflib import get_close_matches
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from config import Config, Kpi, Practice
 from feeds.parse import AmbiguousNumber, DecimalComma, parse_number
@@ -93,17 +93,37 @@ class Rule:
         return column, cell, verdict.message
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Memo(dict[K, V]):
+    """Answers remembered by key: a hit is a plain dict lookup (the row-by-row path asks several per row), a miss
+    asks `work`; past MAX_REMEMBERED answers it starts again."""
+
+    def __init__(self, work: Callable[[K], V]):
+        super().__init__()
+        self.work = work
+
+    def __missing__(self, key: K) -> V:
+        if len(self) >= MAX_REMEMBERED:
+            self.clear()
+        value = self[key] = self.work(key)
+        return value
+
+
 class Verdicts:
     """Each rule's verdict on each distinct texts it met, remembered (a feed repeats its names on every row)."""
 
     def __init__(self, rules: Iterable[Rule], context: Context):
         self.rules, self.context = tuple(rules), context
         self.seen: dict[str, dict[Hashable, Verdict]] = {rule.name: {} for rule in self.rules}
-        self.alikes: dict[str, dict[tuple[str, ...], Hashable]] = {rule.name: {} for rule in self.rules}
+        self.alikes: dict[str, Memo[tuple[str, ...], Hashable]] = {
+            rule.name: Memo(asking(rule.alike, context)) for rule in self.rules if rule.alike is not None}
 
     def of(self, rule: Rule, texts: tuple[str, ...]) -> Verdict:
         """The rule's verdict on these texts (one per column it names)."""
-        key: Hashable = texts if rule.alike is None else (self.alike_of(rule, texts[:-1]), texts[-1])
+        key: Hashable = texts if rule.alike is None else (self.alikes[rule.name][texts[:-1]], texts[-1])
         seen = self.seen[rule.name]
         if key in seen:
             return seen[key]
@@ -114,15 +134,18 @@ class Verdicts:
 
     def alike_of(self, rule: Rule, texts: tuple[str, ...]) -> Hashable:
         """What the rule's verdict depends on in these texts of its columns but the value."""
-        if rule.alike is None:
-            return texts
-        return remembered(self.alikes[rule.name], texts, lambda: rule.alike(texts, self.context))  # type: ignore[misc]
+        return texts if rule.alike is None else self.alikes[rule.name][texts]
 
 
-@dataclass(frozen=True)
-class ValueKind:
+def asking(alike: Callable[[tuple[str, ...], Context], Hashable],
+           context: Context) -> Callable[[tuple[str, ...]], Hashable]:
+    return lambda texts: alike(texts, context)
+
+
+class ValueKind(NamedTuple):
     """What a value's verdict and scaling depend on besides its text: the KPI's unit, the scale for a plain and
-    for a %-signed number, the bounds; rows alike in it share every value verdict."""
+    for a %-signed number, the bounds; rows alike in it share every value verdict. (A tuple: hashed in C, as
+    part of a memo's key on every row.)"""
 
     kpi_unit: str
     scale_plain: float
@@ -132,38 +155,29 @@ class ValueKind:
     unit_invalid: bool = False
 
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def remembered(memo: dict[K, V], key: K, work: Callable[[], V]) -> V:
-    if key not in memo:
-        if len(memo) >= MAX_REMEMBERED:
-            memo.clear()
-        memo[key] = work()
-    return memo[key]
+Owner = tuple[Practice | None, str | None, tuple[str, str] | None]
 
 
 class Context:
     """What the rules and the readers ask about one file's texts, answered from its configuration, its origin
-    (the practice and vendor its inbox folder names) and today; each answer remembered."""
+    (the practice and vendor its inbox folder names) and today; each answer remembered (the memos are public so
+    the row-by-row path can look an answer up without a call)."""
 
     def __init__(self, config: Config, practice_id: str | None, vendor_id: str | None, today: dt.date):
         self.config, self.practice_id, self.vendor_id, self.today = config, practice_id, vendor_id, today
-        self.owners: dict[tuple[str, str], tuple[Practice | None, str | None, tuple[str, str] | None]] = {}
-        self.kpis: dict[str, tuple[str, Kpi] | None] = {}
-        self.periods: dict[tuple[str, str, str], Period | str] = {}
-        self.segments: dict[str, tuple[str, Refusal | None]] = {}
-        self.kinds: dict[tuple[str, str, str, str], ValueKind | None] = {}
-        self.numbers: dict[str, tuple[float, bool] | str] = {}
+        self.owners: Memo[tuple[str, ...], Owner] = Memo(lambda texts: self.judge_owner(*texts))
+        self.kpis: Memo[str, tuple[str, Kpi] | None] = Memo(self.find_kpi)
+        self.periods: Memo[tuple[str, ...], Period | str] = Memo(
+            lambda texts: judge_period(texts[0], texts[1], texts[2], self.today))
+        self.segments: Memo[str, tuple[str, Refusal | None]] = Memo(judge_segment)
+        self.kinds: Memo[tuple[str, ...], ValueKind | None] = Memo(lambda texts: self.judge_kind(*texts))
+        self.numbers: Memo[str, tuple[float, bool] | str] = Memo(read_number)
 
-    def owner(self, practice: str, vendor: str) -> tuple[Practice | None, str | None, tuple[str, str] | None]:
+    def owner(self, practice: str, vendor: str) -> Owner:
         """(practice, vendor id, None) or, for texts that name no practice or vendor of it, (column, why)."""
-        return remembered(self.owners, (practice, vendor), lambda: self.judge_owner(practice, vendor))
+        return self.owners[(practice, vendor)]
 
-    def judge_owner(self, practice_text: str, vendor_text: str) -> tuple[
-        Practice | None, str | None, tuple[str, str] | None
-    ]:
+    def judge_owner(self, practice_text: str, vendor_text: str) -> Owner:
         if self.practice_id and practice_text and practice_text != self.practice_id:
             return None, None, ("practice", f"file is in the inbox of practice {self.practice_id}")
         practice_id = practice_text or self.practice_id or ""
@@ -181,27 +195,28 @@ class Context:
 
     def kpi(self, text: str) -> tuple[str, Kpi] | None:
         """(catalog key, KPI) named by the text, or None."""
-        def find() -> tuple[str, Kpi] | None:
-            key = text.strip().lower()
-            kpi = self.config.kpi(key)
-            return (key, kpi) if kpi is not None else None
-        return remembered(self.kpis, text, find)
+        return self.kpis[text]
+
+    def find_kpi(self, text: str) -> tuple[str, Kpi] | None:
+        key = text.strip().lower()
+        kpi = self.config.kpi(key)
+        return (key, kpi) if kpi is not None else None
 
     def period(self, period: str, start: str, end: str) -> Period | str:
         """The Period the texts name, or why they name none (judge_period)."""
-        return remembered(self.periods, (period, start, end), lambda: judge_period(period, start, end, self.today))
+        return self.periods[(period, start, end)]
 
     def segment(self, text: str) -> tuple[str, Refusal | None]:
         """The segment as stored, and why it is refused (None: it is not)."""
-        return remembered(self.segments, text, lambda: judge_segment(text))
+        return self.segments[text]
 
     def number(self, text: str) -> tuple[float, bool] | str:
-        return remembered(self.numbers, text, lambda: read_number(text))
+        """(value, had a % sign) the text reads as, or why it reads as none (read_number)."""
+        return self.numbers[text]
 
     def value_kind(self, practice: str, vendor: str, kpi: str, unit: str) -> ValueKind | None:
         """How a value of this row is scaled and bounded; None for an unknown KPI (its own rule says so)."""
-        return remembered(self.kinds, (practice, vendor, kpi, unit), lambda: self.judge_kind(practice, vendor, kpi,
-                                                                                             unit))
+        return self.kinds[(practice, vendor, kpi, unit)]
 
     def judge_kind(self, practice_text: str, vendor_text: str, kpi_text: str, unit_text: str) -> ValueKind | None:
         found = self.kpi(kpi_text)
@@ -217,8 +232,8 @@ class Context:
 
     def value(self, texts: tuple[str, ...]) -> float | None:
         """The value a row (its VALUE_COLUMNS texts) is stored with, scaled; None if it has none to store."""
-        kind = self.value_kind(*texts[:4])
-        number = self.number(texts[4])
+        kind = self.kinds[texts[:4]]
+        number = self.numbers[texts[4]]
         if kind is None or kind.unit_invalid or isinstance(number, str):
             return None
         return scaled(kind, number)

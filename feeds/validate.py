@@ -223,8 +223,10 @@ class RowValidator:
     def __init__(self, config: Config, origin: FeedOrigin, today: dt.date):
         self.context = Context(config, origin.practice_id, origin.vendor_id, today)
         self.verdicts = Verdicts(rules.RULES, self.context)
-        # Each rule's texts of a row, '' for a column the row does not have: map(row.get, columns, blanks).
-        self.columns = [(rule, rule.columns, ("",) * len(rule.columns)) for rule in self.verdicts.rules]
+        # Per rule: its columns, a '' for each (a column the row lacks reads as '': map(row.get, columns, blanks)),
+        # and its remembered verdicts, looked up here first (several lookups a row: the calls would cost more).
+        self.columns = [(rule, rule.columns, ("",) * len(rule.columns), self.verdicts.seen[rule.name],
+                         self.verdicts.alikes.get(rule.name)) for rule in self.verdicts.rules]
 
     def validate(self, row_number: int, row: dict[str, str],
                  names: dict[str, str] | None = None) -> ObservationIn | list[Problem]:
@@ -234,11 +236,13 @@ class RowValidator:
         if "__repeated__" in row:  # JSON: an observation gave a key twice (feeds.parse.json_rows)
             problems.append(Problem(row_number, row["__repeated__"], None,
                                     "a key given twice here: which one is meant is ambiguous; give it once"))
-        for rule, columns, blanks in self.columns:
+        for rule, columns, blanks, seen, alikes in self.columns:
             texts = tuple(map(row.get, columns, blanks))
-            verdict = self.verdicts.of(rule, texts)
+            verdict = seen.get(texts if alikes is None else (alikes[texts[:-1]], texts[-1]), UNSEEN)
+            if verdict is UNSEEN:
+                verdict = self.verdicts.of(rule, texts)
             if verdict is not None:
-                problems.append(Problem(row_number, *rule.refusal(texts, verdict)))
+                problems.append(Problem(row_number, *rule.refusal(texts, verdict)))  # type: ignore[arg-type]
         if problems:
             problems = [screen_phi(problem, row) for problem in problems]
             return [rename_column(p, names) for p in problems] if names else problems
@@ -246,18 +250,21 @@ class RowValidator:
 
     def observation(self, row_number: int, row: dict[str, str]) -> ObservationIn:
         """The observation of a row that passed every rule."""
-        context, get = self.context, row.get
-        practice, vendor_id, _ = context.owner(get("practice", ""), get("vendor", ""))
-        kpi = context.kpi(get("kpi", ""))
-        period = context.period(get("period", ""), get("period_start", ""), get("period_end", ""))
-        segment, _ = context.segment(get("segment", ""))
-        value = context.value(tuple(map(get, VALUE_COLUMNS, VALUE_BLANKS)))
+        context = self.context
+        texts = tuple(map(row.get, OBSERVATION_COLUMNS, OBSERVATION_BLANKS))
+        practice, vendor_id, _ = context.owners[texts[:2]]
+        kpi = context.kpis[texts[2]]
+        value = context.value(texts[:5])
+        period = context.periods[texts[5:8]]
+        segment, _ = context.segments[texts[8]]
         if practice is None or vendor_id is None or kpi is None or isinstance(period, str) or value is None:
             raise LookupError("a row passed every rule but names no observation: a rule of feeds.rules is missing")
         return ObservationIn(practice.id, vendor_id, kpi[0], period, segment, value, row_number)
 
 
-VALUE_BLANKS = ("",) * len(VALUE_COLUMNS)
+OBSERVATION_COLUMNS = (*VALUE_COLUMNS, *PERIOD_COLUMNS, "segment")  # VALUE_COLUMNS first: a row's value texts
+OBSERVATION_BLANKS = ("",) * len(OBSERVATION_COLUMNS)
+UNSEEN = object()  # no verdict remembered yet
 
 
 def screen_phi(problem: Problem, row: dict[str, str]) -> Problem:
