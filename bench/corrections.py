@@ -1,4 +1,6 @@
-"""Corrections benchmark: a revised value for every row already stored, checked row by row against feeds.bulk.
+"""Corrections benchmark: a revised value for every row already stored, checked row by row (against feeds.bulk,
+the in-database check, where it still exists: before issue 15 it took corrections; this benchmark decided that
+the row-by-row path could take them instead, and feeds/bulk.py went).
 
     .venv/bin/python -m bench.corrections [--rows N] [--rounds K]
 
@@ -12,8 +14,9 @@
 3. The bare COPY of the correction into an unindexed table, as bench.ingest's baseline, in the same round.
 
 The last line is `RESULT rows=N rows_seconds=S bulk_seconds=B ratio_rows_vs_bulk=R copy_seconds=C` (the round with
-the median ratio); without feeds.bulk, `bulk_seconds` and the ratio are `n/a`. Issue 15, item 4: if R <= 2 the
-row-by-row path may take corrections and feeds/bulk.py can go.
+the median ratio); without feeds.bulk (the code since issue 15), `bulk_seconds` and the ratio are `n/a` and the
+round is the one with the median ratio to the bare COPY. Issue 15, item 4: R <= 2 let the row-by-row path take
+corrections, and feeds/bulk.py go (bench/README.md has the figures of both).
 """
 
 from __future__ import annotations

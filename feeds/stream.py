@@ -5,12 +5,12 @@ Python's CSV reader does (quotes, doubled quotes, a quoted cell over several lin
 wrong width is an error there, and the file then goes row by row. Each block arrives as columns that name each
 *distinct* text once (a feed repeats a few practice, KPI, period and segment names on every row). Every rule of
 feeds.rules.RULES judges each distinct text, or distinct combination of texts for a rule across columns, once, in
-Python: the very rule objects the row-by-row check asks (a rule on series columns when a series is first met, on
-period columns when a period is, any other on its columns' distinct combinations in each block). numpy then
-spreads the values over the rows and packs them as PostgreSQL binary COPY rows
-(series id, the period's days, value), sorted by the primary key, so the server parses nothing and mostly appends
-to the key. Python reads the next block while PostgreSQL inserts the last one on the other core. The labels of
-the periods named go to period_label at the end, a row per period.
+Python: the very rule objects the row-by-row check asks (a rule on a series' columns when such texts are first
+met, on period columns when a period is, on the value once per (alike, value text), any other on its columns'
+distinct combinations in each block). numpy then spreads the values over the rows and packs them as PostgreSQL
+binary COPY rows (series id, the period's days, value), sorted by the primary key, so the server parses nothing
+and mostly appends to the key. Python reads the next block while PostgreSQL inserts the last one on the other
+core. The labels of the periods named go to period_label at the end, a row per period.
 
 Only a first delivery is stored here: the primary key (series, period) refuses any value already stored, and the
 file is then handed to the paths that merge (`KeysStored`). Only a file proven clean is stored here: on any doubt

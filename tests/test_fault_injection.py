@@ -57,8 +57,7 @@ SNAPSHOT = text(
     " (SELECT count(*) FROM feed_rejection)"
 )
 # The file's transaction at work: its rows streaming in with COPY (into observation_value for a first delivery,
-# into feed_raw when checked inside PostgreSQL, into feed_staging when checked row by row), being staged, or being
-# merged. All of it comes before the commit.
+# into feed_staging when checked row by row), being staged, or being merged. All of it comes before the commit.
 MID_INGEST = text(
     "SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
     " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
