@@ -1,5 +1,6 @@
 """The feed contract's rules for a row (SPEC section 4), declared once in RULES: every path that stores a feed
-applies this list, and nothing else judges a cell.
+applies this list, and nothing else judges a cell's text (feeds.validate checks the header and a row's shape,
+feeds.store and the table's key a key given twice).
 
 How to add a rule
 -----------------

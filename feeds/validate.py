@@ -20,7 +20,6 @@ from feeds.parse import Table, UnreadableRow, normalise_header
 from feeds.periods import Period
 from feeds.phi import phi_message, phi_shape
 from feeds.rules import PERIOD_COLUMNS, VALUE_COLUMNS, Context, Verdicts, suggest
-from feeds.rules import read_number as read_number  # the tests hold every path to it
 
 LONG_COLUMNS = {"practice", "vendor", "kpi", "period", "period_start", "period_end", "value", "segment", "unit"}
 ROW_COLUMNS = {"practice", "vendor", "period", "period_start", "period_end", "segment", "unit"}

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from config import BUNDLED_DIR, Config, load_config
-from feeds.validate import read_number
+from feeds.rules import read_number
 from storage.db import session_scope
 from storage.models import Observation
 from tests.support.every_path import FAST, HEADER, PRACTICE, SLOW, VENDOR, ingest, months, observations, path_databases
