@@ -42,7 +42,7 @@ from sqlalchemy import Connection, text
 
 from config import Config
 from feeds import rules
-from feeds.parse import Fingerprint, Table, is_json_feed, normalise_header, sniff_delimiter
+from feeds.parse import Fingerprint, Table, is_blank, is_json_feed, normalise_header, sniff_delimiter
 from feeds.rules import PERIOD_COLUMNS, Context, Rule, ValueKind, Verdicts, scaled
 from feeds.validate import FeedOrigin, check_long_columns, is_wide
 
@@ -381,7 +381,7 @@ class Cells:
 
     def blank(self) -> np.ndarray[Any, Any]:
         """Per row: is the cell empty or only spaces (what the row-by-row path calls blank)."""
-        return np.array([not cell.strip() for cell in self.texts], bool)[self.codes]
+        return np.array([is_blank((cell,)) for cell in self.texts], bool)[self.codes]
 
     def only(self, rows: np.ndarray[Any, Any]) -> Cells:
         return Cells(self.texts, self.codes[rows])
