@@ -123,14 +123,37 @@ def no_perfect_denial_rate(texts: tuple[str, ...], context: Context) -> Verdict:
     return feeds.rules.Refusal("a denial rate of exactly 0: a count that went missing?", "value")
 
 
+def no_location_days_in_ar(texts: tuple[str, ...], context: Context) -> Verdict:
+    """A rule across a series' columns, the KPI and the segment (judged per distinct series)."""
+    kpi = context.kpi(texts[0])
+    if kpi is None or kpi[0] != "days_in_ar" or not texts[1].startswith("location:"):
+        return None
+    return feeds.rules.Refusal("days in A/R is reported for payers and providers, not locations", "segment")
+
+
+def no_weekly_denial_rate(texts: tuple[str, ...], context: Context) -> Verdict:
+    """A rule across the KPI and the period (judged per distinct pair in each block of the streamed path)."""
+    kpi, period = context.kpi(texts[0]), context.period(*texts[1:])
+    if kpi is None or kpi[0] != "denial_rate" or isinstance(period, str) or "W" not in period.label:
+        return None
+    return feeds.rules.Refusal("a denial rate is reported per month, not per week", "period")
+
+
 ADDED = {
     "five years": (Rule("no period more than five years old", PERIOD_COLUMNS,
                         "period more than five years before today", no_older_than_five_years),
                    violation("period", "2015-06", "2015-06", "more than five years before today",
                              period="2025-06")),
-    "across columns": (Rule("no denial rate of exactly 0", ("kpi", "value"),
+    "across KPI and value": (Rule("no denial rate of exactly 0", ("kpi", "value"),
                             "a denial rate of exactly 0: a count that went missing?", no_perfect_denial_rate),
                        violation("value", "0", "0", "a count that went missing", kpi="denial_rate")),
+    "across a series' columns": (Rule("no days in A/R per location", ("kpi", "segment"),
+                                      "days in A/R is reported for payers and providers, not locations",
+                                      no_location_days_in_ar),
+                                 violation("segment", "location:North", "", "not locations")),
+    "across KPI and period": (Rule("no weekly denial rate", ("kpi", *PERIOD_COLUMNS),
+                                   "a denial rate is reported per month, not per week", no_weekly_denial_rate),
+                              violation("period", "2024-W10", "", "not per week", kpi="denial_rate")),
 }
 
 
