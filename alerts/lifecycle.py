@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache, cached_property
 from itertools import groupby
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, bindparam, insert, or_, select
@@ -19,7 +19,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import CollationClause
 
 from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, is_silenced
-from alerts.messages import for_segment
+from alerts.formats import TEXT
+from alerts.messages import environment
 from alerts.routes import MessageFacts, select_tags
 from alerts.rules import (
     LIMIT_RULES,
@@ -45,6 +46,7 @@ RULE = "threshold"
 FRESHNESS_RULE = "freshness"
 FEED_KPI = "feed"
 PULSE_OVERDUE_RULE, PULSE_KPI = "pulse_overdue", "pulse"  # the staff check-in schedule (pulse/schedule.py)
+TITLE_TEMPLATE = "alert_title.txt"  # in alerts/templates, rendered as plain text
 AlertKey = tuple[str, str, str, str]  # (rule, vendor, kpi, segment)
 SeriesKey = tuple[str, str, str]  # (vendor, kpi, segment)
 
@@ -514,22 +516,18 @@ def enqueue_message(session: Session, config: Config, practice: Practice, change
         return None
     severity = max((routing_severity(c) for c in to_push), key=lambda s: SEVERITY_ORDER.get(s, 0))
     tags = select_tags(config.routes, facts_for(practice, to_push, severity))
-    notification = Notification(
-        kind="alert", practice_id=practice.id, severity=severity, tags=tags,
-        title=message_title(practice, to_push), created_at=now,
-        payload={"practice": practice.id, "practice_name": practice.name,
-                 "changes": [asdict(change) for change in to_push]},
-    )
+    payload = {"practice": practice.id, "practice_name": practice.name,
+               "changes": [asdict(change) for change in to_push]}
+    notification = Notification(kind="alert", practice_id=practice.id, severity=severity, tags=tags,
+                                title=message_title(payload), created_at=now, payload=payload)
     session.add(notification)
     session.flush()
     return notification.id
 
 
-def message_title(practice: Practice, changes: list[Change]) -> str:
-    firing = [c for c in changes if c.event != "resolved"]
-    if not firing:
-        return f"{practice.name}: {len(changes)} vendor alert(s) resolved"
-    worst = max(firing, key=lambda c: SEVERITY_ORDER.get(c.severity, 0))
-    more = f" (+{len(changes) - 1} more)" if len(changes) > 1 else ""
-    what = "feed late" if worst.rule == FRESHNESS_RULE else worst.kpi_label + for_segment(worst.segment)
-    return f"{worst.severity.upper()} {practice.name}: {worst.vendor_name} {what}{more}"
+def message_title(payload: dict[str, Any]) -> str:
+    """The title of an alert message, rendered from its payload (templates/alert_title.txt): the worst change
+    still open, the first of the worst if several are, else how many resolved."""
+    firing = [c for c in payload["changes"] if c["event"] != "resolved"]
+    worst = max(firing, key=lambda c: SEVERITY_ORDER.get(c["severity"], 0), default=None)
+    return environment(TEXT).get_template(TITLE_TEMPLATE).render(worst=worst, **payload)
