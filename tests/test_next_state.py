@@ -23,21 +23,23 @@ def verdict(severity: str | None, held: bool = True, value: float = VALUE, perio
 
 
 def alert(state: str, severity: str = "critical", notified_days_ago: float | None = 1, acknowledged: bool = False,
-          value: float = VALUE, period: str = PERIOD) -> AlertState:
-    """An alert as last evaluated; by default it already shows today's value and period."""
+          value: float = VALUE, period: str = PERIOD, older: bool = False) -> AlertState:
+    """An alert as last evaluated; by default it already shows today's value and period, `older`: last period's."""
+    if older:
+        value, period = 9.7, "2026-09"
     notified = None if notified_days_ago is None else NOW - dt.timedelta(days=notified_days_ago)
     return AlertState(state, severity, period, notified, acknowledged=acknowledged, value=value)
 
 
-def told(event: str, state: str = "firing", **effects: bool) -> Step:
+def told(event: str, state: str = "firing", /, **effects: bool) -> Step:
     return Step(state=state, event=event, notify=True, **effects)
 
 
-def muted(event: str, state: str = "firing", **effects: bool) -> Step:
+def muted(event: str, state: str = "firing", /, **effects: bool) -> Step:
     return Step(state=state, event=event, muted=True, **effects)
 
 
-def quiet(event: str, state: str, **effects: bool) -> Step:
+def quiet(event: str, state: str, /, **effects: bool) -> Step:
     return Step(state=state, event=event, **effects)
 
 
@@ -47,7 +49,6 @@ def follows(state: str) -> Step:
 
 
 NEW = {"restarted": True, "unacknowledged": True}  # a new episode: started now, any acknowledgement dropped
-OLD_VALUE = {"value": 9.7, "period": "2026-09"}  # the alert shows last period's value
 
 # (previous, today, silenced, loose, expected)
 CASES = [
@@ -63,7 +64,7 @@ CASES = [
     # Pending: waiting out the window.
     pytest.param(alert("pending", "warning"), verdict("warning", held=False), False, False, None,
                  id="still pending, same value: nothing"),
-    pytest.param(alert("pending", "warning", **OLD_VALUE), verdict("warning", held=False), False, False,
+    pytest.param(alert("pending", "warning", older=True), verdict("warning", held=False), False, False,
                  follows("pending"), id="still pending, a newer value: follows it, no event"),
     pytest.param(alert("pending", "warning"), verdict("warning"), False, False,
                  told("firing", unacknowledged=True), id="pending, then held: firing (same episode)"),
@@ -76,7 +77,7 @@ CASES = [
     # Firing: repeats, acknowledgement, silences.
     pytest.param(alert("firing"), verdict("critical"), False, False, None,
                  id="firing, same severity, same value, told recently: nothing"),
-    pytest.param(alert("firing", **OLD_VALUE), verdict("critical"), False, False, follows("firing"),
+    pytest.param(alert("firing", older=True), verdict("critical"), False, False, follows("firing"),
                  id="firing, told recently, a newer value: follows it, no event"),
     pytest.param(alert("firing", notified_days_ago=8), verdict("critical"), False, False, told("repeat"),
                  id="firing past repeat_interval: re-notify"),
@@ -88,11 +89,11 @@ CASES = [
                  id="firing past repeat_interval, silenced: muted repeat, still due after the silence"),
     pytest.param(alert("firing", notified_days_ago=8, acknowledged=True), verdict("critical"), False, False, None,
                  id="acknowledged, past repeat_interval: no repeat"),
-    pytest.param(alert("firing", notified_days_ago=8, acknowledged=True, **OLD_VALUE), verdict("critical"), False,
+    pytest.param(alert("firing", notified_days_ago=8, acknowledged=True, older=True), verdict("critical"), False,
                  False, follows("firing"), id="acknowledged, a newer value: follows it, no repeat"),
     pytest.param(alert("firing"), verdict("critical", held=False), False, False, None,
                  id="firing stays firing when the hold window breaks"),
-    pytest.param(alert("firing", "warning", **OLD_VALUE), verdict("warning", recover=9.0), False, False,
+    pytest.param(alert("firing", "warning", older=True), verdict("warning", recover=9.0), False, False,
                  follows("firing"), id="inside the threshold but not past recover: held open (damping)"),
     # Severity: escalate and de-escalate both speak, even when acknowledged.
     pytest.param(alert("firing", "warning"), verdict("critical"), False, False,
@@ -111,7 +112,7 @@ CASES = [
     pytest.param(alert("firing"), verdict(None), True, False, muted("resolved", "resolved", unacknowledged=True),
                  id="firing, then fine, silenced: muted resolved"),
     pytest.param(alert("resolved"), verdict(None), False, False, None, id="resolved stays quiet"),
-    pytest.param(alert("resolved", **OLD_VALUE), verdict(None), False, False, None,
+    pytest.param(alert("resolved", older=True), verdict(None), False, False, None,
                  id="resolved, a newer fine value: a closed alert does not follow"),
     pytest.param(alert("resolved"), verdict("critical"), False, False, told("firing", **NEW),
                  id="resolved, breach held again: re-fire, a new episode"),
