@@ -36,7 +36,7 @@ from sqlalchemy import select
 
 import config as config_package
 from alerts.delivery import deliver
-from alerts.messages import segment_label
+from alerts.formats import segment_label
 from config import Config, load_config
 from digest.send import preview, send_digest, send_region_digest
 from storage.db import session_scope
