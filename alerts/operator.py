@@ -21,7 +21,7 @@ from alerts.routes import MessageFacts, select_tags
 from config import Config
 from config.reload import Refusal
 from config.secrets import redact
-from feeds.ingest import IngestResult
+from feeds.ingest import IngestResult, unfollowed
 from storage.models import Notification, utcnow
 
 MAX_DETAILS = 10
@@ -143,16 +143,24 @@ def shown(details: Sequence[str]) -> list[str]:
     return lines
 
 
-def tell_about_file(session: Session, config: Config, name: str, result: IngestResult) -> int | None:
+def tell_about_file(session: Session, config: Config, path: Path, inbox: Path, result: IngestResult) -> int | None:
     """A rejected inbox file, or something set aside unread, is an operator's job: say which file, where it went,
-    and why. `name` is the file's place in the inbox, <practice>/<vendor>/<file>. None: nothing to tell, or no
-    channel takes it."""
+    and why. None: nothing to tell, or no channel takes it."""
+    name = inbox_name(path, inbox)
     facts = file_facts(name, result)
     if facts is None:
         return None
     practice = name.split("/", 1)[0] if "/" in name else None
     return enqueue_operator_alert(session, config, facts, details=[str(problem) for problem in result.problems],
                                   practice_id=practice if practice and config.practice(practice) else None)
+
+
+def inbox_name(path: Path, inbox: Path) -> str:
+    """inbox/<practice>/<vendor>/<file> as "<practice>/<vendor>/<file>" (a link named, never followed)."""
+    try:
+        return str(unfollowed(path).relative_to(inbox.resolve()))
+    except ValueError:
+        return path.name
 
 
 def file_facts(name: str, result: IngestResult) -> OperatorFacts | None:

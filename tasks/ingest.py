@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alerts.owed import owe_evaluation, owed_evaluations
 from feeds.inbox import OutsideInbox, list_inbox, list_strays, process_inbox_file
-from feeds.ingest import IngestResult, unfollowed
+from feeds.ingest import IngestResult
 from storage.db import session_scope
 from storage.models import utcnow
 from tasks.context import current_config
@@ -61,20 +61,12 @@ def ingest_file(path: str, evaluate: bool = True, settled: bool = False) -> dict
     return result.as_dict()
 
 
-def inbox_name(path: Path) -> str:
-    """inbox/<practice>/<vendor>/<file> as "<practice>/<vendor>/<file>" (a link named, never followed)."""
-    try:
-        return str(unfollowed(path).relative_to(get_settings().inbox.resolve()))
-    except ValueError:
-        return path.name
-
-
 def tell_operator(path: Path, result: IngestResult) -> None:
     """A rejected or set-aside file: the operator is told which, where it went and why (alerts.operator)."""
     from alerts.operator import tell_about_file
     from tasks.deliver import deliver_task
 
     with session_scope() as session:
-        notification_id = tell_about_file(session, current_config(), inbox_name(path), result)
+        notification_id = tell_about_file(session, current_config(), path, get_settings().inbox, result)
     if notification_id is not None:
         deliver_task.delay(notification_id)
