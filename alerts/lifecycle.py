@@ -19,7 +19,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import CollationClause
 
 from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, decide, is_silenced
-from alerts.messages import for_segment
+from alerts.formats import for_segment
 from alerts.routes import MessageFacts, select_tags
 from alerts.rules import (
     LIMIT_RULES,

@@ -27,7 +27,6 @@ from alerts.formats import (
     escape_text,
     template_environment,
 )
-from alerts.formats import for_segment as for_segment  # named here by alerts.lifecycle's titles
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # family: (alert template, output format of its body, Apprise body format, how its title is escaped). Teams shows
