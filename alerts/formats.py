@@ -15,6 +15,10 @@ Markup), so it is not escaped twice.
 In every format a value is one line: a line break in a name must not forge a line, a list item or a heading.
 Not in markdown, slack or text templates: `~` or `join` mixing a macro's output with a raw value. Jinja would
 HTML-escape the raw part instead of escaping it for the format; write a `{% set %}` block instead.
+
+`template_environment` is the one setup every message uses (alert cards, operator messages, the digest): the
+escaping above, StrictUndefined, and the filters that say a value (`value`, `period`, `when`, ...) the same way
+everywhere; a caller adds only its own layout filters.
 """
 
 from __future__ import annotations
