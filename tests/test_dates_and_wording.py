@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.evaluate import evaluate_practices
+from alerts.formats import format_when
 from alerts.lifecycle import Change
-from alerts.messages import FAMILIES, format_when, render_alert
+from alerts.messages import FAMILIES, render_alert
 from config import Config, load_config
 from digest.build import build_digest
 from digest.render import RenderedDigest, render_digest

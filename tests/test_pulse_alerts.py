@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.evaluate import evaluate_practices
-from alerts.messages import render_alert
+from alerts.messages import render_alert, render_operator
 from alerts.rules import Point, judge_baseline, judge_threshold, thresholds_for
 from config import BUNDLED_DIR, Config, load_config
 from feeds.ingest import IngestResult, ingest_path
@@ -315,7 +315,8 @@ def test_a_check_in_reminder_is_written_once(postgres_url: str) -> None:
         notification = session.get(Notification, first[0])
         assert notification is not None and notification.kind == "operator"
         assert notification.title == "Staff check-in due: Pine Clinic, two weeks after Acme RCM went live"
-        assert "closes by 2026-03-15" in notification.payload["message"]
+        assert notification.payload["facts"]["due_on"] == "2026-03-15"
+        assert "closes by 2026-03-15" in render_operator(notification.payload, notification.title, "text").body
         assert session.scalar(select(func.count()).select_from(PulseReminder)) == 1
 
 
