@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from feeds.parse import sniff_delimiter
+from storage.uploads import sniff_delimiter
 
 
 class SurveyTool(StrEnum):

@@ -21,17 +21,25 @@ from sqlalchemy.orm import Session
 
 from config import Config, Practice
 from config.schema import SurveysFile
-from feeds.ingest import IngestResult, record_rejection
-from feeds.parse import Fingerprint
-from feeds.periods import Period
-from feeds.store import DuplicateFile, StoreCounts, claim_file, merge, prepare_staging, stage
-from feeds.validate import FeedOrigin, ObservationIn, Problem, quoted
 from pulse.anonymity import RESPONSES, practice_visible, replacement_held_back, visible_groups
 from pulse.forms import Respondent, Responses, SurveyRejected, parse_export
 from pulse.scores import score, score_respondents
 from pulse.staff import STAFF_VENDOR_ID
 from storage.db import session_scope
 from storage.models import ObservationRevision, ObservationValue, PulseSurvey, Series, utcnow
+from storage.observations import (
+    DuplicateFile,
+    ObservationIn,
+    Problem,
+    StoreCounts,
+    claim_file,
+    merge,
+    prepare_staging,
+    quoted,
+    stage,
+)
+from storage.periods import Period
+from storage.uploads import FeedOrigin, IngestResult, Upload, record_rejection
 
 log = logging.getLogger(__name__)
 # In pulse_survey.scores beside the KPIs: the tally of people behind each figure, which a later export of the same
@@ -52,16 +60,17 @@ class OlderExport(Exception):
     """An earlier export of a survey whose later export (more responses) is already stored."""
 
 
-def ingest_pulse_file(path: Path, fp: Fingerprint, config: Config, practice_id: str | None, *,
-                      database_url: str | None = None, survey_tool: str | None = None, source: str = "cli",
-                      today: dt.date | None = None) -> IngestResult:
+def ingest_pulse_file(upload: Upload) -> IngestResult:
     """An export is read whole, so one over surveys.yaml's `max_export_mb` is refused before it is read (a 200 MB
     file with a survey's header once took 3 GB)."""
+    path, fp, config = upload.path, upload.fingerprint, upload.config
+    practice_id = upload.origin.practice_id
     limit_mb = config.surveys.max_export_mb
     if fp.size > limit_mb * 1_000_000:
-        return reject(path, fp.sha256, source, [too_big(path, fp.size, limit_mb)], database_url, practice_id)
-    return ingest_pulse_export(path, path.read_bytes(), config, practice_id, database_url=database_url,
-                               survey_tool=survey_tool, source=source, today=today)
+        return reject(path, fp.sha256, upload.source, [too_big(path, fp.size, limit_mb)], upload.database_url,
+                      practice_id)
+    return ingest_pulse_export(path, path.read_bytes(), config, practice_id, database_url=upload.database_url,
+                               survey_tool=upload.survey_tool, source=upload.source, today=upload.today)
 
 
 def too_big(path: Path, size: int, limit_mb: float) -> Problem:
