@@ -26,19 +26,19 @@ def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path 
     `fast` names the quicker checks PostgreSQL may try before the row-by-row one (None: all; tests compare them).
 
     The file is read streaming, so memory does not grow with its size (a pulse export and a JSON feed, both small
-    and capped, are read whole), and it is read through at most four times, each pass only when the one before
-    could not decide:
-    1. the fingerprint (SHA-256, encoding, first 4 KB): always, and all a duplicate costs;
+    and capped, are read whole). It is read through at most four times (MOST_FULL_READS), each pass only when the
+    one before could not decide:
+    1. the fingerprint (SHA-256, encoding, first 4 KB): always; a duplicate costs nothing more;
     2. on PostgreSQL, a long CSV streamed into observation_value (feeds.stream): it stops at the first block it
-       cannot prove clean, or ends with KeysStored when a value is already stored;
-    3. only after KeysStored (a correction: the stream could not store it, the file may still be clean), the
-       in-database check (feeds.bulk);
-    4. only when the check before doubted (or none ran: SQLite, a wide CSV, JSON, `fast` empty), row by row,
-       which alone names every problem.
-    So a first delivery is read twice, a correction three times, a rejected CSV on PostgreSQL three times (the
-    stream stops early), and four only for a correction the in-database check doubts. Each fast check also reads
-    the header line first (a few bytes) to see whether the file is a long CSV it can take. A pulse export or JSON
-    feed is read twice: the fingerprint, then whole."""
+       cannot prove clean, or ends with KeysStored when the table's key refuses a value;
+    3. only after KeysStored, the in-database check (feeds.bulk), which can merge a correction;
+    4. only when the check before doubted the file, or none could take it (SQLite, a wide CSV, JSON, `fast`
+       empty), row by row, which alone names every problem.
+    So a first delivery is read twice, a correction or a CSV with a bad cell three times, and four times only a
+    file the stream and then the in-database check both refuse: one repeating a key (the table's key cannot tell
+    it from a stored value) or a correction with a doubtful cell. Each fast check also opens the file for its
+    header line first. A pulse export or JSON feed: twice (the fingerprint, then whole). Counted by the kernel in
+    tests/test_ingest_reads.py."""
     fp = fingerprint(path)
     inferred = origin_from_inbox(path, inbox)
     origin = FeedOrigin(practice or inferred.practice_id, vendor or inferred.vendor_id)
