@@ -25,8 +25,6 @@ SPACES = re.compile(" +")
 PLAIN_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?", re.ASCII)
 
 
-
-
 class UnreadableRow(Exception):
     """The CSV itself cannot be read at this row (an unterminated quote, a cell beyond the size limit)."""
 
