@@ -32,12 +32,12 @@ from alerts.rules import (
     in_learning_period,
     is_stale,
     judge_latest,
+    overdue_verdict,
     thresholds_for,
 )
 from alerts.state import Step, next_state
 from config import Config, Practice, Vendor
 from feeds.freshness import FeedDue, next_due
-from pulse.schedule import overdue_verdict
 from pulse.staff import STAFF_VENDOR_ID, baseline_min_periods, staff_vendor, stale_after_days
 from pulse.tracking import tracking_start
 from storage.models import Alert, AlertEvent, FeedFile, Notification, Observation, PulseSurvey, Silence

@@ -21,8 +21,9 @@ from alerts.routes import MessageFacts, select_tags
 from config import Config
 from config.reload import Refusal
 from config.secrets import redact
-from feeds.ingest import IngestResult, unfollowed
+from intake.ingest import unfollowed
 from storage.models import Notification, utcnow
+from storage.uploads import IngestResult
 
 MAX_DETAILS = 10
 

@@ -31,9 +31,9 @@ from digest.assess import (
     without_covered_trends,
 )
 from digest.model import AlertLine, Digest, KpiRow, TrendPoint, VendorCard
+from digest.pulse_report import pulse_report
 from digest.schedule import local_date, reporting_window
 from feeds.freshness import next_due
-from pulse.report import pulse_report
 from storage.models import Alert, AlertEvent, Observation, utcnow
 from storage.models import Series as SeriesRow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from digest.pulse_report import PulseReport, PulseScore
 from feeds.freshness import FeedDue
-from pulse.report import PulseReport, PulseScore
 
 SEVERITY_RANK = {"critical": 0, "warning": 1}
 REGION_DETAILED = 30  # practices shown in full in a regional roll-up

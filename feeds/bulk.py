@@ -15,7 +15,6 @@ observations (tests/test_bulk_ingest.py compares them on generated files).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,9 +25,7 @@ import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DataError
 
-from config import Config
 from feeds.parse import CHUNK, Fingerprint, Table, is_json_feed, normalise_header, sniff_delimiter
-from feeds.store import STAGING_COLUMNS
 from feeds.validate import (
     INVALID_UNIT,
     SIGNED_KPIS,
@@ -42,6 +39,8 @@ from feeds.validate import (
     value_bounds,
     value_unit,
 )
+from storage.observations import STAGING_COLUMNS
+from storage.uploads import Upload
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +93,16 @@ def long_layout(path: Path, fp: Fingerprint, origin: FeedOrigin) -> LongLayout |
     return LongLayout(tuple(columns), delimiter, encoding)
 
 
-def stage_in_database(connection: Connection, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
-                      today: dt.date) -> int | None:
+def stage_in_database(connection: Connection, upload: Upload) -> int | None:
     """Stage the file into feed_staging (already created and empty) if it is provably clean, and say how many
     rows; None with nothing changed otherwise (the caller then runs the row-by-row path)."""
-    layout = long_layout(path, fp, origin)
+    path, origin = upload.path, upload.origin
+    layout = long_layout(path, upload.fingerprint, origin)
     if layout is None:
         return None
     try:
         with connection.begin_nested():
-            return check_proven(connection, path, layout, RowValidator(config, origin, today))
+            return check_proven(connection, path, layout, RowValidator(upload.config, origin, upload.today))
     except (NotProven, DataError, psycopg.DataError) as exc:
         log.info("%s: checked row by row instead (%s)", path.name, type(exc).__name__)
         return None

@@ -38,7 +38,6 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, text
 
-from config import Config
 from feeds.bulk import (
     GROUP_COLUMNS,
     PERIOD_COLUMNS,
@@ -50,8 +49,8 @@ from feeds.bulk import (
     judge_value,
     long_layout,
 )
-from feeds.parse import Fingerprint
-from feeds.validate import FeedOrigin, RowValidator
+from feeds.validate import RowValidator
+from storage.uploads import Upload
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +126,17 @@ class Group:
         return value
 
 
-def store_first_delivery(connection: Connection, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
-                         today: dt.date, feed_file_id: int) -> Streamed | None:
+def store_first_delivery(connection: Connection, upload: Upload, feed_file_id: int) -> Streamed | None:
     """Store the file's rows in observation_value if it is a clean first delivery; None, with nothing changed,
     otherwise. Raises KeysStored when some value is already stored (the caller then merges)."""
+    path, fp, origin = upload.path, upload.fingerprint, upload.origin
     layout = long_layout(path, fp, origin)
     if layout is None:
         return None
     try:
         with connection.engine.connect() as side, connection.begin_nested():
             streamer = Streamer(connection, side.execution_options(isolation_level="AUTOCOMMIT"), layout,
-                                RowValidator(config, origin, today))
+                                RowValidator(upload.config, origin, upload.today))
             return streamer.store(path, fp.encoding, feed_file_id)
     except psycopg.errors.UniqueViolation as exc:
         raise KeysStored(path.name) from exc

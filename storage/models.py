@@ -106,10 +106,10 @@ class Series(Base):
 
 class ObservationValue(Base):
     """The current value of one series for one period; earlier values live in ObservationRevision. Written only by
-    feeds.store and feeds.stream; read through the `observation` view (Observation below)."""
+    storage.observations and feeds.stream; read through the `observation` view (Observation below)."""
 
     __tablename__ = "observation_value"
-    # The primary key is the idempotency key: a period is its first and last day (feeds.periods gives each span
+    # The primary key is the idempotency key: a period is its first and last day (storage.periods gives each span
     # one label, kept once in period_label). No foreign keys (migrations 0007, 0008): checking one per
     # row cost a million-row feed seconds, and the writers set series_id and feed_file_id from rows they insert
     # in the same transaction; neither series nor feed_file rows are ever deleted.
@@ -124,7 +124,7 @@ class ObservationValue(Base):
 
 class PeriodLabel(Base):
     """A period's label ("2026-03", "2026-W10", "2026-03-15", or "start..end"), which follows from its first and
-    last day (feeds.periods); kept once per period rather than on every value (migration 0009). Written with the
+    last day (storage.periods); kept once per period rather than on every value (migration 0009). Written with the
     values that name it, never changed, never deleted."""
 
     __tablename__ = "period_label"

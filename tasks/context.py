@@ -16,7 +16,7 @@ from contextlib import suppress
 from celery import signals
 
 from config.reload import ConfigWatch, Refusal
-from worker.settings import get_settings
+from config.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def reload_edited_config_before_forking(**_: object) -> None:
 
 
 def tell_refusal(refusal: Refusal) -> None:
-    from worker.once import claim_once, release
+    from tasks.once import claim_once, release
 
     claim = f"config-refused-{refusal.digest}"
     claimed = False

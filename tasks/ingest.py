@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from celery import shared_task
+
 from alerts.owed import owe_evaluation, owed_evaluations
-from feeds.inbox import OutsideInbox, list_inbox, list_strays, process_inbox_file
-from feeds.ingest import IngestResult
+from config.settings import get_settings
+from intake.inbox import OutsideInbox, list_inbox, list_strays, process_inbox_file
 from storage.db import session_scope
 from storage.models import utcnow
+from storage.uploads import IngestResult
 from tasks.context import current_config
-from worker.app import app
-from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name="ingest.scan_inbox")
+@shared_task(name="ingest.scan_inbox")
 def scan_inbox() -> list[str]:
     """Every minute from beat: the files still in the inbox, and the evaluations still owed (their message may
     have been lost with a broker that went down)."""
@@ -36,7 +37,7 @@ def scan_inbox() -> list[str]:
     return paths
 
 
-@app.task(name="ingest.file")
+@shared_task(name="ingest.file")
 def ingest_file(path: str, evaluate: bool = True, settled: bool = False) -> dict[str, object]:
     """settled=True: the caller (the inbox watcher) already saw the upload finish; skip the stability wait.
     A path outside the inbox is refused: this task reads only what landed there."""

@@ -182,8 +182,8 @@ def test_a_channel_added_by_an_edit_has_its_secrets_masked(
 def test_a_claim_is_won_by_the_first_caller_only_on_the_embedded_broker_and_on_redis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
-    from worker.once import claim_once, release
-    from worker.settings import get_settings
+    from config.settings import get_settings
+    from tasks.once import claim_once, release
 
     for broker in (None, redis_url):
         monkeypatch.setenv("VENDORWATCH_DATA_DIR", str(tmp_path / "var"))

@@ -22,7 +22,7 @@ from config import Config, load_config
 from digest.build import build_digest
 from digest.render import RenderedDigest, render_digest
 from digest.schedule import iso_week, week_bounds
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.models import FeedFile, Observation, PulseSurvey
 from tests.conftest import FIXTURES, TEST_CONFIG, subprocess_env

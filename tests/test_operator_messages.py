@@ -15,8 +15,8 @@ from alerts.formats import SHARED_FILTERS
 from alerts.messages import FAMILIES, environment, operator_title, render_operator
 from alerts.operator import KINDS, FeedRejected, FileSetAside, OperatorFacts, PulseRejected, file_facts
 from digest.render import environment as digest_environment
-from feeds.ingest import IngestResult
 from feeds.validate import Problem
+from storage.uploads import IngestResult
 
 MACROS = Path(__file__).parents[1] / "alerts" / "templates" / "_operator.txt"
 

@@ -10,18 +10,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from alerts.checkins import send_checkin_reminders
 from alerts.evaluate import evaluate_practices
 from alerts.messages import render_alert, render_operator
-from alerts.rules import Point, judge_baseline, judge_threshold, thresholds_for
+from alerts.rules import Point, judge_baseline, judge_threshold, overdue_verdict, thresholds_for
 from config import BUNDLED_DIR, Config, load_config
-from feeds.ingest import IngestResult, ingest_path
-from pulse.remind import send_checkin_reminders
-from pulse.report import pulse_report
-from pulse.schedule import overdue_verdict, reminders_due
+from digest.pulse_report import pulse_report
+from intake.ingest import ingest_path
+from pulse.schedule import reminders_due
 from pulse.scores import readiness_verdict
 from pulse.staff import STAFF_VENDOR_ID, staff_vendor
 from storage.db import session_scope
 from storage.models import Alert, Notification, Observation, ObservationRevision, PulseReminder, PulseSurvey
+from storage.uploads import IngestResult
 from tests.test_pulse_support import GO_LIVE, config_with, google_export, person, pine_clinic, staff, write_export
 
 NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)

@@ -101,7 +101,7 @@ class Options:
 
     def use_config_dir(self, config_dir: Path) -> None:
         """Everything that reads the configuration (the CLI, tasks run in this process) asks the settings."""
-        from worker.settings import get_settings
+        from config.settings import get_settings
 
         os.environ["VENDORWATCH_CONFIG"] = str(config_dir)
         get_settings.cache_clear()
@@ -153,7 +153,7 @@ def main_options(
     from config import secrets
 
     secrets.install()  # before anything reads a URL: urllib3 logs request lines (a Teams `sig=`) at DEBUG
-    from worker.settings import get_settings
+    from config.settings import get_settings
 
     get_settings.cache_clear()
     ctx.obj = Options(config_dir=get_settings().config, as_json=as_json)
@@ -165,8 +165,8 @@ def prepare_database() -> None:
     """The embedded SQLite database is created and migrated on first use; a server database is migrated by
     `db upgrade` alone (one deliberate step, see docker-compose.yml), so a command run before it stops here and
     says so, instead of a traceback about a missing table."""
+    from config.settings import get_settings
     from storage.db import upgrade
-    from worker.settings import get_settings
 
     if get_settings().resolved_database_url().startswith("sqlite"):
         upgrade()
@@ -264,9 +264,12 @@ def watch(
     import signal
     import threading
 
-    from feeds.watch import watch_inbox
+    from config.settings import get_settings
+    from intake.watch import watch_inbox
     from tasks.ingest import ingest_file
-    from worker.settings import get_settings
+    from worker.app import app
+
+    app.set_current()  # ingest_file is a shared task: it is sent through the current app, ours
 
     logging.getLogger().setLevel(loglevel.upper())
     log = logging.getLogger("vendorwatch.watch")
@@ -302,7 +305,7 @@ def ingest(
     ] = None,
 ) -> None:
     """Ingest files now; exit 3 if any file is rejected."""
-    from feeds.ingest import ingest_path
+    from intake.ingest import ingest_path
 
     config = ctx.obj.config()
     prepare_database()
@@ -341,8 +344,8 @@ def deliver_now(config: Config, notification_id: int) -> dict[str, Any]:
     """Deliver one outbox row in this process, and the operator alert a permanent failure raises; transient
     failures stay in the outbox for the worker's retries."""
     from alerts.delivery import DeliveryIncomplete, deliver
+    from config.settings import get_settings
     from storage.db import session_scope
-    from worker.settings import get_settings
 
     with session_scope() as session:
         try:
@@ -812,7 +815,7 @@ def status(
     ] = None,
 ) -> None:
     """Is vendorwatch doing its job? Broker, database, workers, beat, outbox and inbox; exit 1 when unhealthy."""
-    from worker.settings import get_settings
+    from config.settings import get_settings
     from worker.status import CHECK_NAMES, is_healthy, system_status
 
     unknown = sorted(set(only or ()) - set(CHECK_NAMES))

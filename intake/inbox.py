@@ -34,18 +34,10 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from config import Config
-from feeds.ingest import (
-    IngestResult,
-    file_away,
-    ingest_path,
-    is_pulse_export,
-    origin_from_inbox,
-    record_rejection,
-    unfollowed,
-)
-from feeds.parse import fingerprint
-from feeds.validate import FeedOrigin, Problem
-from worker.settings import Settings
+from config.settings import Settings
+from intake.ingest import file_away, ingest_path, is_pulse_export, origin_from_inbox, unfollowed
+from storage.observations import Problem
+from storage.uploads import FeedOrigin, IngestResult, fingerprint, record_rejection
 
 log = logging.getLogger(__name__)
 STABLE_SECONDS = 2.0
