@@ -38,6 +38,7 @@ from feeds.validate import (
     validate_stream,
 )
 from pulse.detect import looks_like_survey
+from remits.envelope import is_x12  # remits (issue 16)
 from storage.db import session_scope
 from storage.models import FeedFile, FeedRejection, Observation, utcnow
 
@@ -50,7 +51,7 @@ FAST_CHECKS = ("streamed", "postgresql")
 class IngestResult:
     path: str
     status: str  # accepted | duplicate | rejected | ignored (not a regular file: set aside unread, feeds.inbox)
-    kind: str = "feed"  # feed | pulse
+    kind: str = "feed"  # feed | pulse | remits
     rows: int = 0
     counts: StoreCounts | None = None
     problems: list[Problem] = field(default_factory=list)
@@ -119,6 +120,12 @@ def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path 
     fp = fingerprint(path)
     inferred = origin_from_inbox(path, inbox)
     origin = FeedOrigin(practice or inferred.practice_id, vendor or inferred.vendor_id)
+    # --- remits (issue 16): an X12 file (ISA header) is a payer's 835 remittance ---------------------------------
+    if not survey_tool and is_x12(fp.head):
+        from remits.ingest import ingest_remit_file
+
+        return ingest_remit_file(path, fp, config, origin.practice_id, source=source, database_url=database_url)
+    # --- end remits ---------------------------------------------------------------------------------------------
     if survey_tool or is_pulse_export(fp.head):
         from pulse.ingest import ingest_pulse_file
 
@@ -264,11 +271,12 @@ def file_away(result: IngestResult, path: Path, archive: Path, quarantine: Path,
     target_root = quarantine if result.status == "rejected" else archive
     target = target_root / relative.parent / f"{stamp}-{relative.name}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    if result.kind == "pulse":
-        path.unlink()
+    if result.kind == "pulse" or (result.kind == "remits" and result.status != "rejected"):
+        path.unlink()  # remits (issue 16): an accepted 835 names patients; only its aggregates are kept
     else:
         shutil.move(str(path), target)
     if result.status == "rejected":
         errors = {"file": str(relative), "errors": [p.as_dict() for p in result.problems]}
         target.with_name(target.name + ".errors.json").write_text(json.dumps(errors, indent=2))
-    result.moved_to = None if result.kind == "pulse" else str(target)
+    kept = result.kind != "pulse" and (result.kind != "remits" or result.status == "rejected")
+    result.moved_to = str(target) if kept else None
