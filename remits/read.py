@@ -173,11 +173,12 @@ def add_transaction(figures: FileFigures, tables: Any, key: bytes, payers: Mappi
                                                                      "payment_date"]))
     payer = (payer_id or trn_payer or b"").decode("ascii", "replace")
     if payer not in payers:
-        problems.append(SegmentProblem(segment + 1, "N1*PR N104 / TRN03", "payer id not listed in kpis.yaml "
-                                                                          "remits.payers"))
+        problems.append(SegmentProblem(segment + 1, "N1*PR N104 / TRN03", "the payer id of the transaction "
+                                                                          "starting here is not listed in "
+                                                                          "kpis.yaml remits.payers"))
         return
     if paid_on is None:
-        problems.append(SegmentProblem(segment + 1, "BPR16", "no payment date"))
+        problems.append(SegmentProblem(segment + 2, "BPR16", "no payment date"))  # BPR follows ST
         return
     bucket = figures.buckets.setdefault((payer, paid_on.replace(day=1)), Bucket(payer, paid_on.replace(day=1)))
     claims = pa.table(tables["claims"])

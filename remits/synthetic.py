@@ -35,6 +35,7 @@ class Claim:
     patient_last: str = "SYNTHETIC"
     patient_first: str = "PAT"
     member_id: str = "M000000"
+    service_line: bool = True  # False: a claim-level remittance without SVC loops
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ def claim_segments(claim: Claim, e: str, c: str) -> Iterator[str]:
     yield e.join(["NM1", "QC", "1", claim.patient_last, claim.patient_first, "", "", "", "MI", claim.member_id])
     if claim.statement_date is not None:
         yield e.join(["DTM", "232", claim.statement_date.strftime("%Y%m%d")])
+    if not claim.service_line:
+        return
     yield e.join(["SVC", f"HC{c}99213", money(claim.charge), money(claim.paid), "", "1"])
     if claim.service_date is not None:
         yield e.join(["DTM", "472", claim.service_date.strftime("%Y%m%d")])
