@@ -15,6 +15,8 @@ from sqlalchemy import select
 from alerts.evaluate import evaluate_practices
 from alerts.messages import render_alert
 from alerts.remits_check import REMITS_RULE
+from digest.build import build_digest
+from digest.render import render_digest
 from config import BUNDLED_DIR, Config, load_config
 from config.schema import RemitTolerance
 from feeds.ingest import ingest_path
@@ -49,19 +51,19 @@ def test_compare_warns_beyond_the_tolerance_and_is_critical_beyond_twice_it(
         assert check is not None and check.severity == severity
 
 
-def month_of_claims(paid_on: dt.date, claims: int, denied: int, prefix: str) -> Remittance:
-    """`claims` claims of $100 paid on `paid_on`, the first `denied` of them denied (authorization, CARC 197)."""
+def month_of_claims(paid_on: dt.date, claims: int, denied: int, prefix: str, carc: str = "197") -> Remittance:
+    """`claims` claims of $100 paid on `paid_on`, the first `denied` of them denied (CARC 197: authorization)."""
     made = [Claim(f"{prefix}{n}", "4", Decimal(100), Decimal(0), service_date=paid_on - dt.timedelta(days=20),
-                  line_adjustments=(Adjustment("CO", "197", Decimal(100)),)) for n in range(denied)]
+                  line_adjustments=(Adjustment("CO", carc, Decimal(100)),)) for n in range(denied)]
     made += [Claim(f"{prefix}{n}", "1", Decimal(100), Decimal(100), service_date=paid_on - dt.timedelta(days=20))
              for n in range(denied, claims)]
     return Remittance("Northwind Health", "NWH01", paid_on, claims=made)
 
 
 def ingest_month(tmp_path: Path, config: Config, url: str, paid_on: dt.date, claims: int, denied: int,
-                 reported: float) -> None:
+                 reported: float, carc: str = "197") -> None:
     era = tmp_path / f"era-{paid_on}.835"
-    era.write_bytes(render_835([month_of_claims(paid_on, claims, denied, f"M{paid_on:%m}-")]))
+    era.write_bytes(render_835([month_of_claims(paid_on, claims, denied, f"M{paid_on:%m}-", carc)]))
     feed = tmp_path / f"acme-{paid_on:%Y-%m}.csv"
     feed.write_text(f"practice,vendor,kpi,period,value\n{PRACTICE},{VENDOR},denial_rate,{paid_on:%Y-%m},{reported}\n")
     for path in (era, feed):
@@ -135,3 +137,31 @@ def test_in_the_learning_period_a_disagreement_warning_goes_to_the_digest_only(
     with session_scope(postgres_url) as session:
         pushed = session.scalars(select(Notification)).all()
         assert not any(c["rule"] == REMITS_RULE for n in pushed for c in n.payload["changes"])
+
+
+def test_the_digest_shows_each_verifiable_kpi_against_the_remittances_and_the_denial_reasons(
+    tmp_path: Path, postgres_url: str, config: Config
+) -> None:
+    # before go-live (January): 4 of 40 denied, all authorization (CARC 197); September: 4 of 40, all missing
+    # information (CARC 16), and Acme reports 6.1% against the remittances' 10.0%; August agrees (9.0 vs 10.0)
+    ingest_month(tmp_path, config, postgres_url, dt.date(2026, 1, 20), 40, 4, 9.5)
+    ingest_month(tmp_path, config, postgres_url, dt.date(2026, 8, 14), 40, 4, 9.0)
+    ingest_month(tmp_path, config, postgres_url, dt.date(2026, 9, 15), 40, 4, 6.1, carc="16")
+    practice = config.practice(PRACTICE)
+    assert practice is not None
+    evaluate_practices(config, practice_id=PRACTICE, as_of=dt.date(2026, 10, 5), database_url=postgres_url)
+
+    with session_scope(postgres_url) as session:
+        digest = build_digest(session, config, practice, "2026-W41", dt.datetime(2026, 10, 5, 18, tzinfo=dt.UTC))
+    text = " ".join(render_digest(digest).text.split())
+    html = render_digest(digest).html
+
+    assert "vendor reports 6.1%, remittances show 10.0% (40 remitted claims)" in text
+    assert "vendor reports 6.1%, remittances show 10.0% (40 remitted claims)" in html
+    assert "Acme RCM, initial denial rate 6.1%" in text and "while the payers' remittances show 10.0%" in text
+    assert digest.denial_reasons is not None
+    assert [(r.payer, r.category, r.count, r.share, r.before_share) for r in digest.denial_reasons.rows] == [
+        ("all payers", "missing information", 4, 100.0, 0.0),
+        ("Northwind Health", "missing information", 4, 100.0, 0.0)]
+    assert "DENIAL REASONS, SEP 2026 (4 of 40 remitted claims denied)" in text
+    assert "Northwind Health: missing information, 100.0% of denials (4); before go-live 0.0%" in text
