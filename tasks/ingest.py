@@ -75,7 +75,7 @@ def alert_operator(path: Path, result: IngestResult) -> None:
     """A rejected inbox file is an operator's job: say which file, where it went, and why."""
     name = inbox_name(path)
     count = max(result.problem_count, len(result.problems))
-    what = "Pulse export" if result.kind == "pulse" else "Feed"
+    what = {"pulse": "Pulse export", "remits": "835 remittance"}.get(result.kind, "Feed")  # remits: issue 16
     where = ("It was deleted, since it names staff; the problems are listed in quarantine/ "
              "(.errors.json). Fix the export and drop it in the inbox again." if result.kind == "pulse" else
              f"It was moved to {result.moved_to}; the full list of problems is in the .errors.json beside it. "

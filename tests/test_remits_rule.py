@@ -15,10 +15,10 @@ from sqlalchemy import select
 from alerts.evaluate import evaluate_practices
 from alerts.messages import render_alert
 from alerts.remits_check import REMITS_RULE
-from digest.build import build_digest
-from digest.render import render_digest
 from config import BUNDLED_DIR, Config, load_config
 from config.schema import RemitTolerance
+from digest.build import build_digest
+from digest.render import render_digest
 from feeds.ingest import ingest_path
 from remits.synthetic import Adjustment, Claim, Remittance, render_835
 from remits.verify import compare

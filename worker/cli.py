@@ -311,9 +311,15 @@ def ingest(
     prepare_database()
     results = []
     show_progress = sys.stderr.isatty() and not ctx.obj.as_json and len(paths) > 1
+    from remits.keys import RemitKeyMissing  # remits (issue 16)
+
     for path in track(paths, description="Ingesting", console=err) if show_progress else paths:
-        results.append(ingest_path(path, config, source="cli", practice=practice, vendor=vendor,
-                                   survey_tool=survey_tool.value if survey_tool else None))
+        try:
+            results.append(ingest_path(path, config, source="cli", practice=practice, vendor=vendor,
+                                       survey_tool=survey_tool.value if survey_tool else None))
+        except RemitKeyMissing as exc:  # the operator's setting, not the file: exit 1, the file untouched
+            err.print(f"error: {path}: {exc}", highlight=False)
+            raise typer.Exit(1) from None
     changed = sorted({p for r in results if r.changed for p in r.practices})
     evaluations = run_evaluation(config, changed) if evaluate and changed else []
     emit(ctx, {"files": [r.as_dict() for r in results], "evaluations": evaluations})
