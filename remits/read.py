@@ -99,7 +99,8 @@ class FileFigures:
 
     buckets: dict[tuple[str, dt.date], Bucket] = field(default_factory=dict)
     claims: Claims = field(default_factory=Claims)
-    digests: dict[bytes, int] = field(default_factory=dict)  # every claim id of the file, hashed -> its last slot
+    digests: dict[bytes, int] = field(default_factory=dict)  # every claim id of the file, hashed -> first slot
+    repeats: dict[bytes, int] = field(default_factory=dict)  # a claim id counted again in this file -> last slot
 
     @property
     def claim_count(self) -> int:
@@ -251,8 +252,9 @@ def add_claims(figures: FileFigures, bucket: Bucket, claims: pa.Table, reasons: 
         digest = hmac.digest(key, prefix + (claim_id or b""), "sha256")
         earlier = figures.digests.get(digest)
         if status == REVERSAL_BYTES:
-            if earlier is not None and earlier >= 0:
-                figures.claims.flags[earlier] |= EXCLUDED_FLAG
+            reversed_slot = figures.repeats.pop(digest, earlier)
+            if reversed_slot is not None and reversed_slot >= 0:
+                figures.claims.flags[reversed_slot] |= EXCLUDED_FLAG
             figures.digests.setdefault(digest, -1)
             continue
         adjustments = reasons.get(row, ())
@@ -262,9 +264,12 @@ def add_claims(figures: FileFigures, bucket: Bucket, claims: pa.Table, reasons: 
         denied = status == DENIED_BYTES or (paid == 0 and bool(adjustments))
         served = served_days.get(row, statement)
         flags = (DENIED_FLAG if denied else 0) | (EARLIER_FLAG if earlier is not None else 0)
-        figures.digests[digest] = figures.claims.add(
-            bucket_slot, charge or 0, None if served is None else paid_day - served, flags,
-            max(adjustments)[1] if denied and adjustments else None)
+        slot = figures.claims.add(bucket_slot, charge or 0, None if served is None else paid_day - served, flags,
+                                  max(adjustments)[1] if denied and adjustments else None)
+        if earlier is None or earlier < 0:
+            figures.digests[digest] = slot  # the first counted sight: the one a stored digest makes a resubmission
+        else:
+            figures.repeats[digest] = slot  # a later sight in this file: the one a reversal takes back
 
 
 def settle(figures: FileFigures, seen_before: set[bytes]) -> dict[tuple[str, dt.date], Bucket]:

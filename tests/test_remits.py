@@ -171,3 +171,23 @@ def test_any_delimiters_the_isa_declares_give_the_same_figures(
 
     assert result.status == "accepted", result.problems
     assert figures(config, postgres_url, "Northwind Health")[0] == NORTHWIND_MARCH
+
+
+def test_a_claim_seen_in_an_earlier_file_is_no_first_pass_however_often_this_file_names_it(
+    tmp_path: Path, database_url: str, config: Config
+) -> None:
+    ingest_path(write(tmp_path / "first.835", first_file()), config, practice=PRACTICE, database_url=database_url)
+    later = Remittance("Northwind Health", "NWH01", dt.date(2026, 5, 4), claims=[
+        Claim("C1", "4", D(100), D(0), line_adjustments=(co("16", "100"),)),  # seen in the first file
+        Claim("C1", "1", D(100), D(100)),  # and again: both resubmissions
+        Claim("C9", "1", D(50), D(50)),  # new: the month's only first pass
+        Claim("C9", "22", D(-50), D(-50)),  # reversed: C9 and its reversal leave the counts
+        Claim("C9", "1", D(50), D(40), line_adjustments=(co("45", "10"),)),  # re-adjudicated: not a first pass
+    ])
+
+    ingest_path(write(tmp_path / "later.835", [later]), config, practice=PRACTICE, database_url=database_url)
+
+    may = [f for f in figures(config, database_url, "Northwind Health") if f.month == dt.date(2026, 5, 1)][0]
+    assert (may.claims_adjudicated, may.claims_denied) == (3, 1)  # C1, C1, C9 again
+    assert (may.first_pass_claims, may.first_pass_denied, may.first_pass_denial_rate) == (0, 0, None)
+    assert may.payments == D("140.00")  # 0 + 100 + 50 - 50 + 40
