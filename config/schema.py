@@ -136,6 +136,13 @@ class RemitsCatalog(Strict):
     # Vendor KPI -> the remits figure it is checked against, for the same practice and month.
     checks: dict[str, str] = Field(default_factory=dict)
     figures: dict[str, RemitFigure] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def checks_name_figures(self) -> RemitsCatalog:
+        unknown = sorted(figure for figure in self.checks.values() if figure not in self.figures)
+        if unknown:
+            raise ValueError(f"remits.checks names figures not in remits.figures: {', '.join(unknown)}")
+        return self
 # --- end remits ------------------------------------------------------------------------------------------------
 
 
@@ -240,6 +247,13 @@ class Catalog(Strict):
     defaults: CatalogDefaults = CatalogDefaults()
     kpis: dict[str, Kpi]
     remits: RemitsCatalog = RemitsCatalog()  # issue 16
+
+    @model_validator(mode="after")
+    def remits_check_known_kpis(self) -> Catalog:
+        unknown = sorted(kpi for kpi in self.remits.checks if kpi not in self.kpis)
+        if unknown:
+            raise ValueError(f"remits.checks names KPIs not in the catalog: {', '.join(unknown)}")
+        return self
 
 
 class RouteMatch(Strict):

@@ -4,6 +4,7 @@ resubmissions, idempotency, delimiters, on PostgreSQL and on the embedded SQLite
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -187,7 +188,17 @@ def test_a_claim_seen_in_an_earlier_file_is_no_first_pass_however_often_this_fil
 
     ingest_path(write(tmp_path / "later.835", [later]), config, practice=PRACTICE, database_url=database_url)
 
-    may = [f for f in figures(config, database_url, "Northwind Health") if f.month == dt.date(2026, 5, 1)][0]
+    may = next(f for f in figures(config, database_url, "Northwind Health") if f.month == dt.date(2026, 5, 1))
     assert (may.claims_adjudicated, may.claims_denied) == (3, 1)  # C1, C1, C9 again
     assert (may.first_pass_claims, may.first_pass_denied, may.first_pass_denial_rate) == (0, 0, None)
     assert may.payments == D("140.00")  # 0 + 100 + 50 - 50 + 40
+
+
+def test_every_figure_in_kpis_yaml_is_computed_and_every_check_names_a_catalog_kpi(config: Config) -> None:
+    computed = set(Figures.__dataclass_fields__)
+    remits = config.catalog.remits
+
+    assert set(remits.figures) <= computed, set(remits.figures) - computed
+    x12_element = re.compile(r"\b(?:CLP|CAS|PLB|BPR|DTM)\d*\b")
+    assert [name for name, f in remits.figures.items() if not x12_element.search(f.formula)] == []
+    assert remits.checks == {"denial_rate": "first_pass_denial_rate", "net_collections": "net_payments"}
