@@ -47,7 +47,8 @@ def ingest_remit_file(path: Path, fp: Fingerprint, config: Config, practice_id: 
             try:
                 figures = read_835(data, key, config.catalog.remits.payers)
             except RemitRejected as rejected:
-                return reject(path, fp.sha256, source, as_problems(rejected.problems), database_url, practice.id)
+                return reject(path, fp.sha256, source, as_problems(rejected.problems), database_url, practice.id,
+                              rejected.total)
     return store(path, fp, figures, practice.id, source, database_url)
 
 
@@ -75,6 +76,7 @@ def as_problems(problems: list[SegmentProblem]) -> list[Problem]:
 
 
 def reject(path: Path, sha256: str, source: str, problems: list[Problem], database_url: str | None,
-           practice_id: str | None) -> IngestResult:
+           practice_id: str | None, total: int | None = None) -> IngestResult:
     record_rejection(path, sha256, source, problems, database_url, FeedOrigin(practice_id, REMITS_VENDOR))
-    return IngestResult(str(path), "rejected", kind="remits", problems=problems, problem_count=len(problems))
+    return IngestResult(str(path), "rejected", kind="remits", problems=problems,
+                        problem_count=total or len(problems))

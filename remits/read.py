@@ -41,9 +41,13 @@ class SegmentProblem:
 
 
 class RemitRejected(Exception):
-    def __init__(self, problems: list[SegmentProblem]):
-        super().__init__(f"{len(problems)} problem(s)")
-        self.problems = problems
+    def __init__(self, problems: list[SegmentProblem], total: int):
+        super().__init__(f"{total} problem(s)")
+        self.problems = problems  # the first MAX_PROBLEMS
+        self.total = total
+
+
+MAX_PROBLEMS = 50  # listed; a file failing on every claim must not hold a million messages
 
 
 @dataclass
@@ -107,26 +111,23 @@ class FileFigures:
         return sum(1 for flags in self.claims.flags if not flags & EXCLUDED_FLAG)
 
 
-def claim_digest(key: bytes, payer_id: str, claim_id: bytes) -> bytes:
-    """The keyed hash that tells a resubmission from a first pass; the claim id itself is never kept."""
-    return hmac.digest(key, payer_id.encode() + b"|" + claim_id, "sha256")
-
-
 def read_835(data: Any, key: bytes, payers: Mapping[str, str]) -> FileFigures:
-    """Aggregate a whole 835 (bytes or a memory map), transaction by transaction; RemitRejected lists every
-    problem (at most 50)."""
+    """Aggregate a whole 835 (bytes or a memory map), transaction by transaction. After a first problem the file
+    is only walked for more (a truncation shows only at its end); RemitRejected lists them."""
     figures = FileFigures()
     problems: list[SegmentProblem] = []
+    total = 0
     try:
-        batches = oxedi.stream(data, spec=SPEC, by="transaction")
-        for batch in batches:
-            problems.extend(diagnostic_problem(d) for d in batch.diagnostics)
-            if not problems:
-                add_transaction(figures, batch.tables, key, payers, problems)
+        for batch in oxedi.stream(data, spec=SPEC, by="transaction"):
+            total += len(batch.diagnostics)
+            problems.extend(diagnostic_problem(d) for d in batch.diagnostics[:MAX_PROBLEMS - len(problems)])
+            if not total:
+                total += add_transaction(figures, batch.tables, key, payers, problems)
     except oxedi.ParseError:
         problems.append(SegmentProblem(1, "ISA", "the interchange header cannot be read"))
-    if problems:
-        raise RemitRejected(problems[:50])
+        total += 1
+    if total:
+        raise RemitRejected(problems, total)
     return figures
 
 
@@ -136,22 +137,26 @@ def diagnostic_problem(diagnostic: oxedi.Diagnostic) -> SegmentProblem:
     element = None if diagnostic.element is None else f"element {diagnostic.element}"
     words = DIAGNOSTIC_WORDS.get(diagnostic.kind, diagnostic.kind)
     rule = BALANCE_RULE.match(diagnostic.rule) if diagnostic.kind == "BalanceMismatch" else None
-    if rule:  # the spec's rule name only (e.g. transaction_balance: BPR02 against the CLP04s less the PLBs)
-        words = f"{words}: rule {rule.group(1)}"
+    if rule:  # the spec's rule name only, never the amounts it quotes
+        words = BALANCE_WORDS.get(rule.group(1), f"the amounts do not balance: rule {rule.group(1)}")
     return SegmentProblem(segment, element, words)
 
 
 BALANCE_RULE = re.compile(r'balancing rule "([a-z_]+)"')
-
-
 DIAGNOSTIC_WORDS = {
     "ControlCountMismatch": "a control count (SE01, GE01 or IEA01) does not match what the file holds",
     "UnterminatedLoop": "the file ends before its closing segment (truncated?)",
-    "BalanceMismatch": "the amounts do not balance (BPR02 against the claims' CLP04 less PLB, or a claim's "
-                       "CLP03 - CLP04 against its adjustments)",
+    "BalanceMismatch": "the amounts do not balance",
     "CodeNotInList": "a code the 835 does not allow here",
     "RequiredOccurrenceMissing": "a required segment is missing (truncated?)",
     "RequiredElementMissing": "a required element is empty",
+}
+BALANCE_WORDS = {
+    "transaction_balance": "the amounts do not balance: BPR02 is not the claims' CLP04 less the PLB adjustments "
+                           "(rule transaction_balance)",
+    "claim_balance": "the amounts do not balance: CLP03 - CLP04 is not the claim's adjustments (rule claim_balance)",
+    "service_balance": "the amounts do not balance: SVC02 - SVC03 is not the service line's adjustments "
+                       "(rule service_balance)",
 }
 
 
@@ -164,12 +169,13 @@ def total(values: pa.ChunkedArray | pa.Array) -> Decimal:
 
 
 def add_transaction(figures: FileFigures, tables: Any, key: bytes, payers: Mapping[str, str],
-                    problems: list[SegmentProblem]) -> None:
-    """One ST/SE: one payment (BPR) from one payer, its claims, their adjustments and the PLBs."""
+                    problems: list[SegmentProblem]) -> int:
+    """One ST/SE: one payment (BPR) from one payer, its claims, their adjustments and the PLBs. Returns how many
+    problems it found (0 or 1)."""
     payments = pa.table(tables["payments"])
     if payments.num_rows != 1:
         problems.append(SegmentProblem(None, "BPR", "a transaction without its payment (BPR)"))
-        return
+        return 1
     segment, payer_id, trn_payer, paid_on = next(columns(payments, ["segment", "payer_id", "payer_identifier",
                                                                      "payment_date"]))
     payer = (payer_id or trn_payer or b"").decode("ascii", "replace")
@@ -177,10 +183,10 @@ def add_transaction(figures: FileFigures, tables: Any, key: bytes, payers: Mappi
         problems.append(SegmentProblem(segment + 1, "N1*PR N104 / TRN03", "the payer id of the transaction "
                                                                           "starting here is not listed in "
                                                                           "kpis.yaml remits.payers"))
-        return
+        return 1
     if paid_on is None:
         problems.append(SegmentProblem(segment + 2, "BPR16", "no payment date"))  # BPR follows ST
-        return
+        return 1
     bucket = figures.buckets.setdefault((payer, paid_on.replace(day=1)), Bucket(payer, paid_on.replace(day=1)))
     claims = pa.table(tables["claims"])
     bucket.provider_adjustments += total(pa.table(tables["provider_adjustments"]).column("amount"))
@@ -188,6 +194,7 @@ def add_transaction(figures: FileFigures, tables: Any, key: bytes, payers: Mappi
     adjustments = pa.table(tables["adjustments"])
     add_adjustment_sums(bucket, adjustments)
     add_claims(figures, bucket, claims, denial_reasons(claims, adjustments), service_dates(tables), key, paid_on)
+    return 0
 
 
 def add_adjustment_sums(bucket: Bucket, adjustments: pa.Table) -> None:
@@ -237,7 +244,8 @@ def epoch_days(values: pa.ChunkedArray) -> pa.ChunkedArray:
 def add_claims(figures: FileFigures, bucket: Bucket, claims: pa.Table, reasons: dict[int, list[tuple[Decimal, str]]],
                served_on: dict[int, dt.date], key: bytes, paid_on: dt.date) -> None:
     """A reversal (CLP02 = 22) is not counted and takes its original (earlier in this file) out of the counts; an
-    exact duplicate (CARC 18) is not counted. Dollars were summed for every claim all the same: that money moved."""
+    exact duplicate (CARC 18) is not counted. Dollars were summed for every claim all the same: that money moved.
+    Each claim id is kept only as HMAC(key, payer id | CLP01), which tells a resubmission from a first pass."""
     bucket_slot = list(figures.buckets).index((bucket.payer_id, bucket.month))
     if len(figures.claims.buckets) <= bucket_slot:
         figures.claims.buckets.append((bucket.payer_id, bucket.month))

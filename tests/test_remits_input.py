@@ -69,7 +69,8 @@ BAD_INPUTS: dict[str, tuple[Callable[[], bytes], list[str]]] = {
     "837": (lambda: base().replace(b"GS*HP", b"GS*HC").replace(b"ST*835", b"ST*837"),
             ["segment 2, GS01: not a remittance group (HP)", "segment 3, ST01: not an 835"]),
     "bpr-total": (lambda: render_835(planted_file(total=Decimal("999.99"))),
-                  ["segment 4, element 2: the amounts do not balance", "rule transaction_balance"]),
+                  ["segment 4, element 2: the amounts do not balance: BPR02 is not the claims' CLP04 less the PLB "
+                   "adjustments (rule transaction_balance)"]),
     "unknown-payer": (lambda: render_835(planted_file(payer_id="ZZZ99")),
                       ["segment 51, N1*PR N104 / TRN03: the payer id of the transaction starting here"]),
 }
@@ -157,7 +158,8 @@ def test_a_rejected_inbox_835_is_quarantined_with_a_report_of_positions_only(
 
     assert result is not None and result.status == "rejected" and result.moved_to is not None
     report = Path(result.moved_to + ".errors.json").read_text()
-    assert json.loads(report)["errors"][0]["message"].startswith("segment 4, element 2: the amounts do not balance")
+    assert json.loads(report)["errors"][0]["message"].startswith("segment 4, element 2: the amounts do not balance: "
+                                                                 "BPR02")
     assert not any(planted in report or planted in caplog.text for planted in PLANTED)
     assert [count(postgres_url, model) for model in (RemitFile, RemitClaim, RemitMonth)] == [0, 0, 0]
 
@@ -199,3 +201,26 @@ def test_remits_summary_prints_a_table_and_json_filtered_by_month_and_payer(
     assert [(m["payer"], m["month"], m["patient_responsibility"]) for m in bluebird["months"]] == [
         ("Bluebird Mutual", "2026-04", 20.0)]
     assert unknown.returncode == 2 and "unknown payer" in unknown.stderr
+
+
+def test_a_file_wrong_on_every_claim_lists_the_first_50_problems_and_counts_them_all(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feeds.ingest import ingest_path
+
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    # 120 claims whose charge less payment (100 - 60) is not their adjustments (none): claim and service balance
+    unbalanced = Remittance("Northwind Health", "NWH01", dt.date(2026, 3, 10), claims=[
+        Claim(f"U{n}", "1", Decimal(100), Decimal(60)) for n in range(120)])
+    path = tmp_path / "unbalanced.835"
+    path.write_bytes(render_835([unbalanced]))
+
+    result = ingest_path(path, load_config(BUNDLED_DIR), practice=PRACTICE, database_url=postgres_url)
+
+    assert result.status == "rejected"
+    assert len(result.problems) == 50
+    assert result.as_dict()["error_count"] == 240  # each claim breaks the claim balance and the service balance
+    assert result.problems[0].message == ("segment 15, element 2: the amounts do not balance: SVC02 - SVC03 is not "
+                                          "the service line's adjustments (rule service_balance)")
+    assert any(p.message.startswith("segment 13, element 3: the amounts do not balance: CLP03 - CLP04")
+               for p in result.problems)
