@@ -19,7 +19,14 @@ from feeds.validate import FeedOrigin, Problem
 from remits.envelope import HEAD_BYTES, check_envelope
 from remits.keys import remit_key
 from remits.read import FileFigures, RemitRejected, SegmentProblem, read_835, settle
-from remits.store import DuplicateRemit, add_months, already_stored, claim_remit_file, seen_and_record
+from remits.store import (
+    DuplicateRemit,
+    add_months,
+    already_stored,
+    claim_remit_file,
+    lock_practice,
+    seen_and_record,
+)
 from storage.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,7 @@ def store(path: Path, fp: Fingerprint, figures: FileFigures, practice_id: str, s
     claims = figures.claim_count
     try:
         with session_scope(database_url) as session:
+            lock_practice(session, practice_id)
             claim_remit_file(session, sha256=fp.sha256, practice_id=practice_id, filename=path.name, source=source,
                              claims=claims)
             seen = seen_and_record(session.connection(), practice_id, figures.digests)

@@ -31,6 +31,13 @@ class DuplicateRemit(Exception):
     """These bytes were stored before for this practice."""
 
 
+def lock_practice(session: Session, practice_id: str) -> None:
+    """One practice's 835s are stored one at a time (PostgreSQL: a transaction-scoped advisory lock; SQLite has
+    one writer anyway): two files naming the same new claim at once must not both count it a first pass."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"remits:{practice_id}"})
+
+
 def already_stored(session: Session, sha256: str, practice_id: str) -> bool:
     query = select(RemitFile.id).where(RemitFile.sha256 == sha256, RemitFile.practice_id == practice_id)
     return session.scalar(query) is not None
@@ -76,7 +83,7 @@ def stage_digests(connection: Connection, digests: Iterable[bytes]) -> None:
 
 def add_months(session: Session, practice_id: str, buckets: Iterable[Bucket]) -> None:
     """Each (payer, month) row locked, then its figures added: two files of one month, even at once, add up."""
-    for bucket in buckets:
+    for bucket in sorted(buckets, key=lambda b: (b.payer_id, b.month)):
         row = locked_month(session, practice_id, bucket.payer_id, bucket.month)
         for name in ADDITIVE:
             setattr(row, name, getattr(row, name) + getattr(bucket, name))

@@ -202,3 +202,26 @@ def test_every_figure_in_kpis_yaml_is_computed_and_every_check_names_a_catalog_k
     x12_element = re.compile(r"\b(?:CLP|CAS|PLB|BPR|DTM)\d*\b")
     assert [name for name, f in remits.figures.items() if not x12_element.search(f.formula)] == []
     assert remits.checks == {"denial_rate": "first_pass_denial_rate", "net_collections": "net_payments"}
+
+
+def test_two_files_stored_at_once_count_like_one_after_the_other(tmp_path: Path, postgres_url: str,
+                                                                 config: Config) -> None:
+    """Both name the new claims S0..S39 (one file's copy paid, the other's denied): stored one at a time per
+    practice, whichever comes second sees them as resubmissions; the same bytes from two workers are stored once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def month(status: str, paid: str) -> list[Remittance]:
+        return [Remittance("Northwind Health", "NWH01", dt.date(2026, 6, 10), claims=[
+            Claim(f"S{n}", status, D(50), D(paid), line_adjustments=() if paid == "50" else (co("16", "50"),))
+            for n in range(40)])]
+
+    paths = [write(tmp_path / "a.835", month("1", "50")), write(tmp_path / "b.835", month("4", "0")),
+             write(tmp_path / "a-again.835", month("1", "50"))]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda p: ingest_path(p, config, practice=PRACTICE, database_url=postgres_url),
+                                paths))
+
+    assert sorted(r.status for r in results) == ["accepted", "accepted", "duplicate"]
+    june = figures(config, postgres_url, "Northwind Health")[0]
+    assert (june.claims_adjudicated, june.first_pass_claims) == (80, 40)
+    assert june.first_pass_denied in (0, 40)  # whichever file was first
