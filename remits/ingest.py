@@ -16,7 +16,7 @@ from config import Config
 from feeds.ingest import IngestResult, record_rejection
 from feeds.parse import Fingerprint
 from feeds.validate import FeedOrigin, Problem
-from remits.envelope import HEAD_BYTES, check_envelope
+from remits.envelope import HEAD_BYTES, check_envelope, strip_lead
 from remits.keys import remit_key
 from remits.read import FileFigures, RemitRejected, SegmentProblem, read_835, settle
 from remits.store import (
@@ -50,9 +50,11 @@ def ingest_remit_file(path: Path, fp: Fingerprint, config: Config, practice_id: 
         if envelope:
             problems = [SegmentProblem(p.segment, p.element, p.message) for p in envelope]
             return reject(path, fp.sha256, source, as_problems(problems), database_url, practice.id)
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        lead = len(head) - len(strip_lead(head))  # a BOM or blank lines before the ISA: not the parser's to see
+        with (mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data, memoryview(data) as whole,
+              whole[lead:] as body):  # each view released before the map closes
             try:
-                figures = read_835(data, key, config.catalog.remits.payers)
+                figures = read_835(body, key, config.catalog.remits.payers)
             except RemitRejected as rejected:
                 return reject(path, fp.sha256, source, as_problems(rejected.problems), database_url, practice.id,
                               rejected.total)

@@ -225,3 +225,15 @@ def test_two_files_stored_at_once_count_like_one_after_the_other(tmp_path: Path,
     june = figures(config, postgres_url, "Northwind Health")[0]
     assert (june.claims_adjudicated, june.first_pass_claims) == (80, 40)
     assert june.first_pass_denied in (0, 40)  # whichever file was first
+
+
+def test_a_byte_order_mark_and_blank_lines_before_the_isa_are_tolerated(
+    tmp_path: Path, postgres_url: str, config: Config
+) -> None:
+    path = tmp_path / "era.835"
+    path.write_bytes(b"\xef\xbb\xbf\r\n" + render_835(first_file()).replace(b"~\n", b"~\r\n"))
+
+    result = ingest_path(path, config, practice=PRACTICE, database_url=postgres_url)
+
+    assert result.status == "accepted", result.problems
+    assert figures(config, postgres_url, "Northwind Health")[0] == NORTHWIND_MARCH
