@@ -44,6 +44,8 @@ class DenialReasons:
     claims: int
     denied: int
     rows: tuple[DenialReason, ...]
+    preventable: float | None = None  # % of the month's denials that were front-end or coding (all payers)
+    preventable_before: float | None = None  # the same, in the months before go-live
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from config import Config, Practice
 from digest.model import DenialReason, DenialReasons, KpiRow, RemitsCheck, VendorCard
+from remits.categories import PREVENTABLE
 from remits.figures import ALL_PAYERS, figures_of
 from remits.summary import stored_months
 from remits.verify import compare
@@ -69,7 +70,13 @@ def denial_reasons(session: Session, config: Config, practice: Practice, as_of: 
     lines = [*payer_reasons(now, before, ALL_PAYERS, None)]
     for payer_id in sorted({row.payer_id for row in now if row.denied}, key=lambda p: names.get(p, p)):
         lines += payer_reasons(now, before, names.get(payer_id, payer_id), payer_id)
-    return DenialReasons(month.isoformat()[:7], sum(r.claims for r in now), sum(r.denied for r in now), tuple(lines))
+    return DenialReasons(month.isoformat()[:7], sum(r.claims for r in now), sum(r.denied for r in now), tuple(lines),
+                         preventable_share(categories(now, None)), preventable_share(categories(before, None)))
+
+
+def preventable_share(found: Counter[str]) -> float | None:
+    total = sum(found.values())
+    return None if not total else round(sum(found[c] for c in PREVENTABLE) / total * 100, 1)
 
 
 def payer_reasons(now: list[RemitMonth], before: list[RemitMonth], payer: str,

@@ -27,3 +27,6 @@ DENIAL_GROUPS = frozenset({"CO", "OA", "PI"})
 
 def category_of(carc: str) -> str:
     return CARC_CATEGORY.get(carc.strip().upper(), "other")
+
+# Seed 003: "a shift away from preventable front-end / coding denials" is what leadership looks for.
+PREVENTABLE = frozenset({"eligibility and coverage", "authorization", "coding and bundling", "missing information"})

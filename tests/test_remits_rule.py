@@ -142,9 +142,9 @@ def test_in_the_learning_period_a_disagreement_warning_goes_to_the_digest_only(
 def test_the_digest_shows_each_verifiable_kpi_against_the_remittances_and_the_denial_reasons(
     tmp_path: Path, postgres_url: str, config: Config
 ) -> None:
-    # before go-live (January): 4 of 40 denied, all authorization (CARC 197); September: 4 of 40, all missing
+    # before go-live (January): 4 of 40 denied, all timely filing (CARC 29); September: 4 of 40, all missing
     # information (CARC 16), and Acme reports 6.1% against the remittances' 10.0%; August agrees (9.0 vs 10.0)
-    ingest_month(tmp_path, config, postgres_url, dt.date(2026, 1, 20), 40, 4, 9.5)
+    ingest_month(tmp_path, config, postgres_url, dt.date(2026, 1, 20), 40, 4, 9.5, carc="29")
     ingest_month(tmp_path, config, postgres_url, dt.date(2026, 8, 14), 40, 4, 9.0)
     ingest_month(tmp_path, config, postgres_url, dt.date(2026, 9, 15), 40, 4, 6.1, carc="16")
     practice = config.practice(PRACTICE)
@@ -165,3 +165,6 @@ def test_the_digest_shows_each_verifiable_kpi_against_the_remittances_and_the_de
         ("Northwind Health", "missing information", 4, 100.0, 0.0)]
     assert "DENIAL REASONS, SEP 2026 (4 of 40 remitted claims denied)" in text
     assert "Northwind Health: missing information, 100.0% of denials (4); before go-live 0.0%" in text
+    # September's missing information is preventable (front end), January's timely filing is not
+    assert "Preventable denials (eligibility, authorization, coding, missing information): 100.0% of this month's, " \
+           "0.0% before go-live." in text
