@@ -237,3 +237,21 @@ def test_a_byte_order_mark_and_blank_lines_before_the_isa_are_tolerated(
 
     assert result.status == "accepted", result.problems
     assert figures(config, postgres_url, "Northwind Health")[0] == NORTHWIND_MARCH
+
+
+def test_nothing_paid_is_a_denial_with_a_co_oa_or_pi_adjustment_not_with_the_patients_share(
+    tmp_path: Path, postgres_url: str, config: Config
+) -> None:
+    remittance = Remittance("Bluebird Mutual", "BBM02", dt.date(2026, 7, 1), claims=[
+        Claim("P1", "1", D(50), D(0), line_adjustments=(Adjustment("PI", "204", D(50)),)),  # denied: eligibility
+        Claim("P2", "1", D(50), D(0), D(50), line_adjustments=(Adjustment("PR", "1", D(50)),)),  # deductible
+        Claim("P3", "1", D(50), D(0), line_adjustments=(co("252", "50"),)),  # denied: missing information
+        Claim("P4", "1", D(50), D(10), line_adjustments=(co("97", "40"),)),  # something paid: not a denial
+    ])
+
+    ingest_path(write(tmp_path / "era.835", [remittance]), config, practice=PRACTICE, database_url=postgres_url)
+
+    july = figures(config, postgres_url, "Bluebird Mutual")[0]
+    assert (july.claims_adjudicated, july.claims_denied, july.first_pass_denial_rate) == (4, 2, 50.0)
+    assert july.denial_categories == {"eligibility and coverage": 1, "missing information": 1}
+    assert (july.patient_responsibility, july.contractual_adjustments) == (D("50.00"), D("90.00"))  # CO 50 + 40
