@@ -45,6 +45,7 @@ from feeds.ingest import (
 )
 from feeds.parse import fingerprint
 from feeds.validate import FeedOrigin, Problem
+from remits.envelope import is_x12  # remits (issue 16)
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -292,4 +293,5 @@ def set_aside(path: Path, unfinished: int, database_url: str | None, origin: Fee
                       "worker's log and memory, then drop the file in the inbox again.")
     record_rejection(path, fp.sha256, "inbox", [problem], database_url, origin)
     kind = "pulse" if is_pulse_export(fp.head) else "feed"
+    kind = "remits" if is_x12(fp.head) else kind  # remits (issue 16)
     return IngestResult(str(path), "rejected", kind=kind, problems=[problem], problem_count=1)
