@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import CollationClause
 from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, is_silenced
 from alerts.formats import TEXT
 from alerts.messages import environment
+from alerts.remits_check import remits_verdicts
 from alerts.routes import MessageFacts, select_tags
 from alerts.rules import (
     LIMIT_RULES,
@@ -328,6 +329,8 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
     firing = alerts.get((RULE, vendor_id, kpi_key, segment))
     verdicts = judge_latest(vendor_points, thresholds, baseline, vendor.go_live, learning,
                             firing is not None and firing.state == "firing")
+    # remits (issue 16): the vendor's figure against the payers' own remittances, same lifecycle from here on
+    verdicts.update(remits_verdicts(session, config, practice, kpi_key, segment, vendor_points[-1]))
     applied = []
     for rule, verdict in verdicts.items():
         alert = alerts.get((rule, vendor_id, kpi_key, segment))

@@ -56,6 +56,17 @@ class PulseRejected(OperatorFacts):
 
 
 @dataclass(frozen=True)
+class RemitRejected(OperatorFacts):
+    """A payer's 835 refused: quarantined, since the operator must fix or replace it; its report gives segment
+    numbers and element positions, never contents."""
+
+    kind = "remit_rejected"
+    name: str
+    problem_count: int
+    moved_to: str
+
+
+@dataclass(frozen=True)
 class FileSetAside(OperatorFacts):
     """Something in the inbox that is not a regular file (a link, a pipe, a stale dot-named file)."""
 
@@ -111,7 +122,8 @@ class PulseDue(OperatorFacts):
 
 
 KINDS: dict[str, type[OperatorFacts]] = {facts.kind: facts for facts in (
-    FeedRejected, PulseRejected, FileSetAside, ConfigRefused, DeliveryFailed, UnsentDigest, CheckinDue, PulseDue)}
+    FeedRejected, PulseRejected, RemitRejected, FileSetAside, ConfigRefused, DeliveryFailed, UnsentDigest,
+    CheckinDue, PulseDue)}
 
 
 def enqueue_operator_alert(session: Session, config: Config, facts: OperatorFacts, *, details: Sequence[str] = (),
@@ -172,6 +184,8 @@ def file_facts(name: str, result: IngestResult) -> OperatorFacts | None:
     count = max(result.problem_count, len(result.problems))
     if result.kind == "pulse":
         return PulseRejected(name, count)
+    if result.kind == "remits":
+        return RemitRejected(name, count, str(result.moved_to))
     return FeedRejected(name, count, str(result.moved_to))
 
 

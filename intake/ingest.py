@@ -1,4 +1,5 @@
-"""Which reader a file goes to (feeds/ or pulse/), and where an inbox file goes after (archive/, quarantine/)."""
+"""Which reader a file goes to (feeds/, pulse/ or remits/), and where an inbox file goes after (archive/,
+quarantine/)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from config import Config
 from feeds.ingest import ingest_feed
 from pulse.detect import looks_like_survey
 from pulse.ingest import ingest_pulse_file
+from remits.envelope import is_x12
+from remits.ingest import ingest_remit_file
 from storage.uploads import FeedOrigin, IngestResult, Upload, fingerprint
 
 # The most times ingest_path opens the file to read it through (see its docstring; tests/test_ingest_reads.py).
@@ -22,7 +25,8 @@ def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path 
                 practice: str | None = None, vendor: str | None = None, today: dt.date | None = None,
                 database_url: str | None = None, survey_tool: str | None = None,
                 fast: Collection[str] | None = None) -> IngestResult:
-    """Ingest one feed file or pulse export (survey_tool: read it as that tool's export, without detecting).
+    """Ingest one feed file, pulse export or 835 remittance (survey_tool: read it as that tool's export, without
+    detecting).
     `fast` names the quicker checks PostgreSQL may try before the row-by-row one (None: all; tests compare them).
 
     The file is read streaming, so memory does not grow with its size (a pulse export and a JSON feed, both small
@@ -37,12 +41,15 @@ def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path 
     So a first delivery is read twice, a correction or a CSV with a bad cell three times, and four times only a
     file the stream and then the in-database check both refuse: one repeating a key (the table's key cannot tell
     it from a stored value) or a correction with a doubtful cell. Each fast check also opens the file for its
-    header line first. A pulse export or JSON feed: twice (the fingerprint, then whole). Counted by the kernel in
+    header line first. A pulse export or JSON feed: twice (the fingerprint, then whole); an 835 twice (the
+    fingerprint, then a memory map the parser walks). Counted by the kernel in
     tests/test_ingest_reads.py."""
     fp = fingerprint(path)
     inferred = origin_from_inbox(path, inbox)
     origin = FeedOrigin(practice or inferred.practice_id, vendor or inferred.vendor_id)
     upload = Upload(path, fp, config, origin, today or dt.date.today(), source, database_url, survey_tool, fast)
+    if not survey_tool and is_x12(fp.head):  # an X12 interchange (ISA header): a payer's 835 remittance
+        return ingest_remit_file(upload)
     if survey_tool or is_pulse_export(fp.head):
         return ingest_pulse_file(upload)
     return ingest_feed(upload)
@@ -75,17 +82,20 @@ def file_away(result: IngestResult, path: Path, archive: Path, quarantine: Path,
     """Move an inbox file to archive/ (accepted, duplicate) or quarantine/ with its .errors.json (rejected).
 
     A pulse export is deleted instead: it carries staff names, emails and comments, which vendorwatch must not
-    keep (only its aggregates are stored); a rejected one leaves just its .errors.json, which names no one."""
+    keep (only its aggregates are stored); a rejected one leaves just its .errors.json, which names no one. So is
+    an accepted 835, which names patients (only its aggregates are kept); a rejected one is quarantined, for the
+    operator to fix, with a report of segment numbers and element positions only."""
     relative = unfollowed(path).relative_to(inbox.resolve())
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     target_root = quarantine if result.status == "rejected" else archive
     target = target_root / relative.parent / f"{stamp}-{relative.name}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    if result.kind == "pulse":
+    kept = result.kind != "pulse" and (result.kind != "remits" or result.status == "rejected")
+    if not kept:
         path.unlink()
     else:
         shutil.move(str(path), target)
     if result.status == "rejected":
         errors = {"file": str(relative), "errors": [p.as_dict() for p in result.problems]}
         target.with_name(target.name + ".errors.json").write_text(json.dumps(errors, indent=2))
-    result.moved_to = None if result.kind == "pulse" else str(target)
+    result.moved_to = str(target) if kept else None

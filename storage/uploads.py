@@ -99,7 +99,7 @@ class Upload:
 class IngestResult:
     path: str
     status: str  # accepted | duplicate | rejected | ignored (not a regular file: set aside unread, intake.inbox)
-    kind: str = "feed"  # feed | pulse
+    kind: str = "feed"  # feed | pulse | remits
     rows: int = 0
     counts: StoreCounts | None = None
     problems: list[Problem] = field(default_factory=list)

@@ -1,5 +1,5 @@
 """No import goes back up the flow (ARCHITECTURE.md): a package imports only packages before it, never one after it,
-so there is no cycle between packages. feeds/ and pulse/ are peers: neither imports the other (intake/, after both,
+so there is no cycle between packages. feeds/, pulse/ and remits/ are peers: none imports another (intake/, after both,
 decides which of them reads a file).
 
 Every module's imports are read with `ast`, function-level ones too (a deferred import is still a dependency).
@@ -15,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The flow, earliest first; packages on one line are peers.
 FLOW: list[tuple[str, ...]] = [
-    ("config",), ("storage",), ("feeds", "pulse"), ("intake",), ("alerts",), ("digest",), ("tasks",), ("worker",),
+    ("config",), ("storage",), ("feeds", "pulse", "remits"), ("intake",), ("alerts",), ("digest",), ("tasks",),
+    ("worker",),
 ]
 RANK = {package: rank for rank, peers in enumerate(FLOW) for package in peers}
 

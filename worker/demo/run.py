@@ -39,6 +39,8 @@ def prepare_environment(home: Path) -> None:
             "VENDORWATCH_CONFIG": str(BUNDLED_DIR),
             "VENDORWATCH_DRY_RUN": "true",
             "VENDORWATCH_RESULT_BACKEND": "cache+memory://",
+            # issue 16: the demo's own database only; a real install sets its own secret
+            "VENDORWATCH_REMIT_KEY": "demo-remit-key-not-a-secret",
         }
     )
     for name in ("VENDORWATCH_BROKER_URL", "VENDORWATCH_DATABASE_URL"):
@@ -50,7 +52,7 @@ def stage_inbox(inbox: Path) -> list[Path]:
     """Copy the bundled files into inbox/<practice>/<vendor>/ as an SFTP drop would, settled (not mid-upload)."""
     staged = []
     settled = time.time() - 60
-    for source in sorted(DATA_DIR.rglob("*.csv")):
+    for source in sorted([*DATA_DIR.rglob("*.csv"), *DATA_DIR.rglob("*.835")]):  # 835s: issue 16
         target = inbox / source.relative_to(DATA_DIR)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
