@@ -18,6 +18,7 @@ COPY worker /src/worker
 COPY tasks /src/tasks
 COPY feeds /src/feeds
 COPY pulse /src/pulse
+COPY intake /src/intake
 COPY storage /src/storage
 COPY alerts /src/alerts
 COPY digest /src/digest

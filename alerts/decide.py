@@ -20,6 +20,8 @@ class AlertState:
     period: str
     last_notified_at: dt.datetime | None
     acknowledged: bool = False
+    value: float | None = None  # the latest value it shows (alerts.state.follows_latest)
+    learning: bool = False  # it was last judged in a learning period
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.messages import Rendered, channel_family, render_alert, render_operator
-from alerts.operator import enqueue_operator_alert
+from alerts.operator import DeliveryFailed, enqueue_operator_alert
 from config import Channel, Config
 from config.secrets import redact
 from storage.models import DeliveryAttempt, Notification, utcnow
@@ -363,9 +363,7 @@ def escalate(session: Session, config: Config, notification: Notification) -> in
     operator_id = enqueue_operator_alert(
         session,
         config,
-        title=f"Delivery failed: {notification.title}",
-        message="vendorwatch stopped trying to deliver this notification to the targets below. Check each "
-        "target's address and credentials in channels.yaml and the environment; targets not listed received it.",
+        DeliveryFailed(notification.title),
         details=[f"{row.channel_label}: {row.error}" for row in failures],
         practice_id=notification.practice_id,
         exclude_channels=[row.channel_key for row in failures],

@@ -15,12 +15,17 @@ Markup), so it is not escaped twice.
 In every format a value is one line: a line break in a name must not forge a line, a list item or a heading.
 Not in markdown, slack or text templates: `~` or `join` mixing a macro's output with a raw value. Jinja would
 HTML-escape the raw part instead of escaping it for the format; write a `{% set %}` block instead.
+
+`template_environment` is the one setup every message uses (alert cards, operator messages, the digest): the
+escaping above, StrictUndefined, and the filters that say a value (`value`, `period`, `when`, ...) the same way
+everywhere; a caller adds only its own layout filters.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,17 +110,106 @@ def finalizer(output_format: str) -> Callable[[Any], Any]:
     return finalize
 
 
-def template_environment(directory: Path, output_format: str, **options: Any) -> Environment:
-    """An environment whose every template, whatever its file name, escapes for `output_format`.
+# How a value is said, the same in every message (alerts, operator messages, the digest) and in every format.
+def format_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "%":
+        return f"{value:.1f}%"
+    if unit == "USD":
+        return f"${value:,.0f}"
+    if unit in ("days", "hours"):
+        return f"{value:.1f} {unit}"
+    return f"{value:g}"
+
+
+def format_period(period: str) -> str:
+    """How a manager says it: 2026-10 -> Oct 2026, 2026-11-06 -> Nov 6, 2026; ISO weeks stay as they are."""
+    if re.fullmatch(r"\d{4}-\d{2}", period):
+        return dt.date(int(period[:4]), int(period[5:]), 1).strftime("%b %Y")
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", period):
+        day = dt.date.fromisoformat(period)
+        return f"{day:%b} {day.day}, {day.year}"
+    return period
+
+
+def segment_label(segment: str) -> str:
+    """How a reader names a segment: payer:Aetna -> Aetna (payer); '' for the whole practice ('all')."""
+    if segment == "all":
+        return ""
+    kind, colon, name = segment.partition(":")
+    return f"{name} ({kind})" if colon and name else segment
+
+
+def for_segment(segment: str) -> str:
+    """The words that follow a KPI's name when its figure is one segment's: ' for Aetna (payer)', else ''."""
+    label = segment_label(segment)
+    return f" for {label}" if label else ""
+
+
+def format_when(period: str | dt.date) -> str:
+    """A period with the preposition English gives it, the same in every channel and the digest: on Oct 28, 2026
+    (a day), in Oct 2026 (a month), in week 2026-W44, from Oct 1, 2026 to Oct 15, 2026 (a range)."""
+    label = period.isoformat() if isinstance(period, dt.date) else period
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", label):
+        return f"on {format_period(label)}"
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}", label):
+        start, end = label.split("..")
+        return f"from {format_period(start)} to {format_period(end)}"
+    if re.fullmatch(r"\d{4}-W\d{2}", label):
+        return f"in week {label}"
+    return f"in {format_period(label)}"
+
+
+def format_change(value: float | None, unit: str) -> str:
+    """A difference with its unit: percent KPIs change by points, not percent."""
+    if value is None:
+        return ""
+    sign = "+" if value > 0 else ("-" if value < 0 else "")
+    magnitude = abs(value)
+    if unit == "%":
+        return f"{sign}{magnitude:.1f} pts"
+    if unit == "USD":
+        return f"{sign}${magnitude:,.0f}"
+    if unit in ("days", "hours"):
+        return f"{sign}{magnitude:.1f} {unit}"
+    return f"{sign}{magnitude:.1f}"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+# The filters every message template may use, whichever folder it is in.
+SHARED_FILTERS: dict[str, Callable[..., str]] = {
+    "value": format_value,
+    "change": format_change,
+    "period": format_period,
+    "for_segment": for_segment,
+    "when": format_when,
+    "plural": plural,
+}
+
+
+def template_environment(directory: Path, output_format: str, *,
+                         filters: Mapping[str, Callable[..., Any]] | None = None,
+                         globals: Mapping[str, Any] | None = None) -> Environment:
+    """The one Jinja setup of every message (alerts, operator messages, the digest): a template of `directory`,
+    whatever its file name, escapes every value it prints for `output_format`; an undefined name is an error
+    (StrictUndefined), never an empty string; the shared value filters, plus the caller's own.
 
     autoescape is on in all of them: for HTML it does the escaping; for the others it only makes Jinja mark what
     macros and blocks return as Markup, and the finalizer escapes."""
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(directory),
         autoescape=True,
         finalize=finalizer(output_format),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-        **options,
+        extensions=["jinja2.ext.do"],
     )
+    env.filters.update(SHARED_FILTERS)
+    env.filters.update(filters or {})
+    env.globals.update(globals or {})
+    return env

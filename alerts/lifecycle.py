@@ -11,15 +11,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache, cached_property
 from itertools import groupby
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, bindparam, insert, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import CollationClause
 
-from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, decide, is_silenced
-from alerts.messages import for_segment
+from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, is_silenced
+from alerts.formats import TEXT
+from alerts.messages import environment
+from alerts.remits_check import remits_verdicts
 from alerts.routes import MessageFacts, select_tags
 from alerts.rules import (
     LIMIT_RULES,
@@ -31,11 +33,12 @@ from alerts.rules import (
     in_learning_period,
     is_stale,
     judge_latest,
+    overdue_verdict,
     thresholds_for,
 )
+from alerts.state import Step, next_state
 from config import Config, Practice, Vendor
 from feeds.freshness import FeedDue, next_due
-from pulse.schedule import overdue_verdict
 from pulse.staff import STAFF_VENDOR_ID, baseline_min_periods, staff_vendor, stale_after_days
 from pulse.tracking import tracking_start
 from storage.models import Alert, AlertEvent, FeedFile, Notification, Observation, PulseSurvey, Silence
@@ -44,6 +47,7 @@ RULE = "threshold"
 FRESHNESS_RULE = "freshness"
 FEED_KPI = "feed"
 PULSE_OVERDUE_RULE, PULSE_KPI = "pulse_overdue", "pulse"  # the staff check-in schedule (pulse/schedule.py)
+TITLE_TEMPLATE = "alert_title.txt"  # in alerts/templates, rendered as plain text
 AlertKey = tuple[str, str, str, str]  # (rule, vendor, kpi, segment)
 SeriesKey = tuple[str, str, str]  # (vendor, kpi, segment)
 
@@ -205,7 +209,7 @@ def evaluate_practice(session: Session, config: Config, practice: Practice, as_o
         if len(applied) >= RECORD_EVERY:
             changes += record(session, applied)
             applied = []
-    applied += evaluate_freshness(session, context, newest_ends, loose)
+    applied += evaluate_freshness(context, newest_ends, loose)
     applied += evaluate_pulse_overdue(session, context, loose)
     changes += record(session, applied)
     notification_id = enqueue_message(session, config, practice, [c for c in changes if not c.muted], now)
@@ -325,10 +329,15 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
     firing = alerts.get((RULE, vendor_id, kpi_key, segment))
     verdicts = judge_latest(vendor_points, thresholds, baseline, vendor.go_live, learning,
                             firing is not None and firing.state == "firing")
+    # remits (issue 16): the vendor's figure against the payers' own remittances, same lifecycle from here on
+    verdicts.update(remits_verdicts(session, config, practice, kpi_key, segment, vendor_points[-1]))
     applied = []
     for rule, verdict in verdicts.items():
-        item = apply_rule(session, context, rule, alerts.get((rule, vendor_id, kpi_key, segment)), verdict,
-                          vendor, kpi_key, segment, learning, baseline=baseline, late=late)
+        alert = alerts.get((rule, vendor_id, kpi_key, segment))
+        if alert is None and verdict.severity is None:
+            continue  # nearly every verdict: no alert, no breach (said before building a Subject for it)
+        item = apply_rule(context, Subject(rule, vendor, kpi_key, segment, learning, baseline=baseline, late=late),
+                          alert, verdict)
         if item is not None:
             applied.append(item)
     return applied
@@ -344,39 +353,59 @@ def late_arrival(session: Session, context: Context, latest: Point, cadence: str
     return LateArrival(received, (received - latest.period_end).days)
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What one alert is about (rule, vendor, KPI, segment) and what its message states besides the verdict."""
 
-def apply_rule(session: Session, context: Context, rule: str, alert: Alert | None, verdict: Verdict, vendor: Vendor,
-               kpi_key: str, segment: str, learning: bool, due_on: str | None = None,
-               baseline: float | None = None, late: LateArrival | None = None) -> Applied | None:
+    rule: str
+    vendor: Vendor
+    kpi: str
+    segment: str
+    learning: bool = False
+    due_on: str | None = None  # a loose alert's due day
+    baseline: float | None = None
+    late: LateArrival | None = None
+
+
+def apply_rule(context: Context, subject: Subject, alert: Alert | None, verdict: Verdict) -> Applied | None:
+    """Decide (pure: alerts.state.next_state), apply the step to the alert row, build the message's payload."""
     if alert is None and verdict.severity is None:
-        return None  # what decide() says too; most series of most practices end here, so say it early
+        return None  # what next_state() says too; most series of most practices end here, so say it early
     previous = state_of(alert)
-    previous_learning = alert.learning if alert is not None else False
-    event = decide(previous, verdict, context.now, context.repeat_interval)
-    if event is None:
-        return follow_latest(alert, verdict, context.now)
-    practice = context.practice
-    muted = event in NOTIFYING_EVENTS and is_silenced(practice.id, vendor.id, kpi_key, context.silences, context.now)
-    alert, alert_event = apply_event(session, alert, event, verdict, practice.id, vendor.id, kpi_key, segment,
-                                     learning, context.now, rule=rule, muted=muted)
-    if event not in NOTIFYING_EVENTS:
+    silenced = is_silenced(context.practice.id, subject.vendor.id, subject.kpi, context.silences, context.now)
+    step = next_state(previous, verdict, context.now, silenced, context.repeat_interval,
+                      loose=subject.rule in LOOSE_RULES)
+    if step is None:
+        return None
+    if step.event is None and alert is not None:
+        alert.value, alert.period, alert.updated_at = verdict.value, verdict.period, context.now
+        return Applied(alert, None, None)  # `record` flushes the row with the practice's next batch
+    alert, alert_event = apply_event(alert, step, verdict, subject, context)
+    if step.event not in NOTIFYING_EVENTS:
         return Applied(alert, alert_event, None)
-    kpi = context.config.kpi(kpi_key)
-    no_kpi_label = "check-in overdue" if rule == PULSE_OVERDUE_RULE else "Feed"
-    change = Change(
-        alert_id=0, event=event, severity=alert.severity,  # 0 until record() has the row (a new alert has no id)
-        previous_severity=previous.severity if previous else None, practice=practice.id, vendor=vendor.id,
-        vendor_name=vendor.name, kpi=kpi_key, kpi_label=kpi.label if kpi else no_kpi_label,
-        unit=kpi.unit if kpi else "days", better=kpi.better if kpi else "lower", segment=segment,
-        value=verdict.value, threshold=stated_threshold(rule, event, verdict, alert),
+    return Applied(alert, alert_event, change_of(context, subject, verdict, step, alert, previous))
+
+
+def change_of(context: Context, subject: Subject, verdict: Verdict, step: Step, alert: Alert,
+              previous: AlertState | None) -> Change:
+    """The payload of a told (or muted) change: the facts the message templates state, read from the alert as
+    the step left it. alert_id is 0 until record() has the row (a new alert has no id)."""
+    kpi, vendor, late = context.config.kpi(subject.kpi), subject.vendor, subject.late
+    event = step.event or ""
+    no_kpi_label = "check-in overdue" if subject.rule == PULSE_OVERDUE_RULE else "Feed"
+    return Change(
+        alert_id=0, event=event, severity=alert.severity,
+        previous_severity=previous.severity if previous else None, practice=context.practice.id, vendor=vendor.id,
+        vendor_name=vendor.name, kpi=subject.kpi, kpi_label=kpi.label if kpi else no_kpi_label,
+        unit=kpi.unit if kpi else "days", better=kpi.better if kpi else "lower", segment=subject.segment,
+        value=verdict.value, threshold=stated_threshold(subject.rule, event, verdict, alert),
         period=alert.period,  # a resolved loose alert keeps the period that was missing (apply_event)
-        learning=learning, rule=rule, due_on=due_on,
-        baseline=verdict.baseline if verdict.baseline is not None else baseline, expected=verdict.expected,
-        muted=muted, previous_learning=previous_learning, recover=verdict.recover,
+        learning=subject.learning, rule=subject.rule, due_on=subject.due_on,
+        baseline=verdict.baseline if verdict.baseline is not None else subject.baseline, expected=verdict.expected,
+        muted=step.muted, previous_learning=previous.learning if previous else False, recover=verdict.recover,
         reported_on=late.reported_on.isoformat() if late else None,
         days_after_period=late.days_after_period if late else None,
     )
-    return Applied(alert, alert_event, change)
 
 
 def stated_threshold(rule: str, event: str, verdict: Verdict, alert: Alert) -> float | None:
@@ -385,56 +414,43 @@ def stated_threshold(rule: str, event: str, verdict: Verdict, alert: Alert) -> f
     return verdict.threshold if event != "resolved" or rule in LIMIT_RULES else alert.threshold
 
 
-def follow_latest(alert: Alert | None, verdict: Verdict, now: dt.datetime) -> Applied | None:
-    """An open alert whose state did not change still shows the latest value and period (`alerts list`, the
-    digest), not those of the evaluation that last changed it: a denial rate of 9.7% in October that reads 9.9% in
-    November stays a warning, and says 9.9% for November. Nothing happened to the alert, so no event is written;
-    `record` flushes the row with the practice's next batch."""
-    if alert is None or alert.state not in ("pending", "firing"):
-        return None
-    if (alert.value, alert.period) == (verdict.value, verdict.period):
-        return None
-    alert.value, alert.period, alert.updated_at = verdict.value, verdict.period, now
-    return Applied(alert, None, None)
-
-
 def state_of(alert: Alert | None) -> AlertState | None:
     if alert is None:
         return None
     return AlertState(alert.state, alert.severity, alert.period, alert.last_notified_at,
-                      acknowledged=alert.acknowledged_at is not None)
+                      acknowledged=alert.acknowledged_at is not None, value=alert.value, learning=alert.learning)
 
 
-def apply_event(session: Session, alert: Alert | None, event: str, verdict: Verdict, practice_id: str,
-                vendor_id: str, kpi: str, segment: str, learning: bool, now: dt.datetime, rule: str = RULE,
-                muted: bool = False) -> tuple[Alert, AlertEvent]:
-    """The new state, in memory; `record` writes the event (and the alert, if new) once the practice is judged."""
+def apply_event(alert: Alert | None, step: Step, verdict: Verdict, subject: Subject,
+                context: Context) -> tuple[Alert, AlertEvent]:
+    """The step applied to the row, in memory; `record` writes the event (and the alert, if new) once the practice
+    is judged. Nothing is decided here: next_state did."""
+    now = context.now
     if alert is None:
         # Not added to the session: record() inserts the practice's new alerts in one statement, so every new
         # alert sets the same columns (the optional ones None, as the ORM would insert them) whatever happens next.
-        alert = Alert(rule=rule, practice_id=practice_id, vendor_id=vendor_id, kpi=kpi, segment=segment,
-                      started_at=now, threshold=None, resolved_at=None, last_notified_at=None, acknowledged_at=None,
-                      acknowledged_by=None)
-    if event in ("pending", "firing") and alert.state not in ("pending", "firing"):
+        alert = Alert(rule=subject.rule, practice_id=context.practice.id, vendor_id=subject.vendor.id,
+                      kpi=subject.kpi, segment=subject.segment, started_at=now, threshold=None, resolved_at=None,
+                      last_notified_at=None, acknowledged_at=None, acknowledged_by=None)
+    if step.restarted:
         alert.started_at, alert.resolved_at = now, None
-    if event in ("severity_changed", "resolved", "cleared", "firing"):
+    if step.unacknowledged:
         alert.acknowledged_at, alert.acknowledged_by = None, None  # an acknowledgement covers one severity
-    alert.state = {"resolved": "resolved", "cleared": "resolved", "pending": "pending"}.get(event, "firing")
+    alert.state = step.state
     if verdict.severity is not None:
         alert.severity, alert.threshold = verdict.severity, verdict.threshold
-    alert.value, alert.learning, alert.updated_at = verdict.value, learning, now
-    if not (alert.state == "resolved" and rule in LOOSE_RULES):
-        # A late feed or check-in that resolves keeps the period that was missing, not the one owed next.
-        alert.period = verdict.period
-    if alert.state == "resolved":
+    alert.value, alert.learning, alert.updated_at = verdict.value, subject.learning, now
+    if not step.keeps_period:
+        alert.period = verdict.period  # a late feed or check-in that resolves keeps the period that was missing
+    if step.state == "resolved":
         alert.resolved_at = now
-    if event in NOTIFYING_EVENTS and not muted:
+    if step.notify:
         alert.last_notified_at = now  # a muted change was not told, so it is due again once the silence ends
-    label = f"{event} (silenced)" if muted else event
-    return alert, AlertEvent(event=label, severity=alert.severity, value=verdict.value, period=verdict.period, at=now)
+    return alert, AlertEvent(event=step.label, severity=alert.severity, value=verdict.value, period=verdict.period,
+                             at=now)
 
 
-def evaluate_freshness(session: Session, context: Context, newest_ends: dict[str, dt.date],
+def evaluate_freshness(context: Context, newest_ends: dict[str, dt.date],
                        alerts: dict[AlertKey, Alert]) -> list[Applied]:
     """One 'feed late' alert per vendor: warning once a feed is past its grace days, critical when a second
     period is overdue; resolved when the feed arrives. `newest_ends`: per vendor, the latest of its series' last
@@ -443,10 +459,9 @@ def evaluate_freshness(session: Session, context: Context, newest_ends: dict[str
     for vendor in context.practice.vendors:
         due = next_due(vendor, newest_ends.get(vendor.id), context.as_of)
         alert = alerts.get((FRESHNESS_RULE, vendor.id, FEED_KPI, "all"))
-        if alert is not None and alert.state == "firing" and due.late and alert.period != due.expected_period:
-            alert.state = "resolved"  # the earlier period arrived and a newer one is missing: a new lateness
-        item = apply_rule(session, context, FRESHNESS_RULE, alert, freshness_verdict(due), vendor, FEED_KPI,
-                          "all", False, due_on=due.due_on.isoformat())
+        # A firing alert whose missing period arrived while a newer one is missing fires anew (next_state).
+        subject = Subject(FRESHNESS_RULE, vendor, FEED_KPI, "all", due_on=due.due_on.isoformat())
+        item = apply_rule(context, subject, alert, freshness_verdict(due))
         if item is not None:
             applied.append(item)
     return applied
@@ -470,10 +485,9 @@ def evaluate_pulse_overdue(session: Session, context: Context, alerts: dict[Aler
                                                                             record=True)
     verdict = overdue_verdict(practice, closings, context.as_of, start)
     alert = alerts.get((PULSE_OVERDUE_RULE, STAFF_VENDOR_ID, PULSE_KPI, "all"))
-    if alert is not None and alert.state == "firing" and verdict.severity and alert.period != verdict.period:
-        alert.state = "resolved"  # that check-in was met and a later one is missed: a new lateness
-    item = apply_rule(session, context, PULSE_OVERDUE_RULE, alert, verdict, staff, PULSE_KPI, "all", False,
-                      due_on=verdict.period)
+    # A firing alert whose check-in was met while a later one is missed fires anew (next_state).
+    subject = Subject(PULSE_OVERDUE_RULE, staff, PULSE_KPI, "all", due_on=verdict.period)
+    item = apply_rule(context, subject, alert, verdict)
     return [item] if item is not None else []
 
 
@@ -505,22 +519,18 @@ def enqueue_message(session: Session, config: Config, practice: Practice, change
         return None
     severity = max((routing_severity(c) for c in to_push), key=lambda s: SEVERITY_ORDER.get(s, 0))
     tags = select_tags(config.routes, facts_for(practice, to_push, severity))
-    notification = Notification(
-        kind="alert", practice_id=practice.id, severity=severity, tags=tags,
-        title=message_title(practice, to_push), created_at=now,
-        payload={"practice": practice.id, "practice_name": practice.name,
-                 "changes": [asdict(change) for change in to_push]},
-    )
+    payload = {"practice": practice.id, "practice_name": practice.name,
+               "changes": [asdict(change) for change in to_push]}
+    notification = Notification(kind="alert", practice_id=practice.id, severity=severity, tags=tags,
+                                title=message_title(payload), created_at=now, payload=payload)
     session.add(notification)
     session.flush()
     return notification.id
 
 
-def message_title(practice: Practice, changes: list[Change]) -> str:
-    firing = [c for c in changes if c.event != "resolved"]
-    if not firing:
-        return f"{practice.name}: {len(changes)} vendor alert(s) resolved"
-    worst = max(firing, key=lambda c: SEVERITY_ORDER.get(c.severity, 0))
-    more = f" (+{len(changes) - 1} more)" if len(changes) > 1 else ""
-    what = "feed late" if worst.rule == FRESHNESS_RULE else worst.kpi_label + for_segment(worst.segment)
-    return f"{worst.severity.upper()} {practice.name}: {worst.vendor_name} {what}{more}"
+def message_title(payload: dict[str, Any]) -> str:
+    """The title of an alert message, rendered from its payload (templates/alert_title.txt): the worst change
+    still open, the first of the worst if several are, else how many resolved."""
+    firing = [c for c in payload["changes"] if c["event"] != "resolved"]
+    worst = max(firing, key=lambda c: SEVERITY_ORDER.get(c["severity"], 0), default=None)
+    return environment(TEXT).get_template(TITLE_TEMPLATE).render(worst=worst, **payload)

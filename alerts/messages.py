@@ -8,8 +8,6 @@ Templates never see a URL or a secret.
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -60,80 +58,9 @@ def channel_family(url: str) -> str:
     return "text"
 
 
-def format_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "%":
-        return f"{value:.1f}%"
-    if unit == "USD":
-        return f"${value:,.0f}"
-    if unit in ("days", "hours"):
-        return f"{value:.1f} {unit}"
-    return f"{value:g}"
-
-
-def format_period(period: str) -> str:
-    """How a manager says it: 2026-10 -> Oct 2026, 2026-11-06 -> Nov 6, 2026; ISO weeks stay as they are."""
-    if re.fullmatch(r"\d{4}-\d{2}", period):
-        return dt.date(int(period[:4]), int(period[5:]), 1).strftime("%b %Y")
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", period):
-        day = dt.date.fromisoformat(period)
-        return f"{day:%b} {day.day}, {day.year}"
-    return period
-
-
-def segment_label(segment: str) -> str:
-    """How a reader names a segment: payer:Aetna -> Aetna (payer); '' for the whole practice ('all')."""
-    if segment == "all":
-        return ""
-    kind, colon, name = segment.partition(":")
-    return f"{name} ({kind})" if colon and name else segment
-
-
-def for_segment(segment: str) -> str:
-    """The words that follow a KPI's name when its figure is one segment's: ' for Aetna (payer)', else ''."""
-    label = segment_label(segment)
-    return f" for {label}" if label else ""
-
-
-def format_when(period: str | dt.date) -> str:
-    """A period with the preposition English gives it, the same in every channel and the digest: on Oct 28, 2026
-    (a day), in Oct 2026 (a month), in week 2026-W44, from Oct 1, 2026 to Oct 15, 2026 (a range)."""
-    label = period.isoformat() if isinstance(period, dt.date) else period
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", label):
-        return f"on {format_period(label)}"
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}", label):
-        start, end = label.split("..")
-        return f"from {format_period(start)} to {format_period(end)}"
-    if re.fullmatch(r"\d{4}-W\d{2}", label):
-        return f"in week {label}"
-    return f"in {format_period(label)}"
-
-
-def format_change(value: float | None, unit: str) -> str:
-    """A difference with its unit: percent KPIs change by points, not percent."""
-    if value is None:
-        return ""
-    sign = "+" if value > 0 else ("-" if value < 0 else "")
-    magnitude = abs(value)
-    if unit == "%":
-        return f"{sign}{magnitude:.1f} pts"
-    if unit == "USD":
-        return f"{sign}${magnitude:,.0f}"
-    if unit in ("days", "hours"):
-        return f"{sign}{magnitude:.1f} {unit}"
-    return f"{sign}{magnitude:.1f}"
-
-
 @cache
 def environment(output_format: str) -> Environment:
-    env = template_environment(TEMPLATES, output_format, keep_trailing_newline=False)
-    env.filters["value"] = format_value
-    env.filters["change"] = format_change
-    env.filters["period"] = format_period
-    env.filters["for_segment"] = for_segment
-    env.filters["when"] = format_when
-    return env
+    return template_environment(TEMPLATES, output_format)
 
 
 def render_alert(payload: dict[str, Any], title: str, family: str) -> Rendered:
@@ -143,8 +70,18 @@ def render_alert(payload: dict[str, Any], title: str, family: str) -> Rendered:
 
 
 def render_operator(payload: dict[str, Any], title: str, family: str) -> Rendered:
-    """Operator alerts quote file names and errors: in chat they are escaped for its Markdown like any value."""
+    """An operator message: its wording comes from _operator.txt by the payload's `kind`, filled in with its
+    `facts`; the file names and errors it quotes (`details`) are escaped for the channel like any value. A payload
+    written before messages had kinds carries its wording in `message`, and is printed as it is."""
     _, output_format, body_format, escape_title = FAMILIES.get(family, FAMILIES["text"])
     template = "operator.html" if output_format == HTML else "operator.txt"
-    body = environment(output_format).get_template(template).render(title=title, **payload).strip()
+    context = {"kind": payload.get("kind"), "facts": payload.get("facts", {}), "message": payload.get("message"),
+               "details": payload.get("details", [])}
+    body = environment(output_format).get_template(template).render(title=title, **context).strip()
     return Rendered(title=escape_title(title), body=body, body_format=body_format)
+
+
+def operator_title(kind: str, facts: dict[str, Any]) -> str:
+    """An operator message's title, one line of plain text: stored with the notification (listings, a failed
+    delivery's own message name it) and escaped for each channel when it is sent."""
+    return environment(TEXT).get_template("operator-title.txt").render(kind=kind, facts=facts).strip()

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from config import Kpi, Practice, ThresholdOverride, Vendor
 from config.schema import CatalogDefaults, GlidePath, Tolerance
+from pulse.schedule import pending_checkins
 
 SEVERITY_ORDER = {"warning": 1, "critical": 2}
 
@@ -242,3 +243,20 @@ def arrived_late(period_end: dt.date, received: dt.date, cadence: str, as_of: dt
 
 def in_learning_period(period_start: dt.date, go_live: dt.date, learning_days: int) -> bool:
     return go_live <= period_start < go_live + dt.timedelta(days=learning_days)
+
+
+# The staff check-in schedule is pulse/'s; what being late means as an alert is decided here.
+def overdue_verdict(practice: Practice, closings: Sequence[dt.date], as_of: dt.date,
+                    start: dt.date | None = None) -> Verdict:
+    """The 'pulse overdue' verdict: value = days since the oldest missed check-in was due; period = that day."""
+    grace = dt.timedelta(days=practice.pulse.grace_days)
+    pending = pending_checkins(practice, closings, as_of, start)
+    late = [checkin for checkin in pending if as_of > checkin.due_on + grace]
+    if not late:
+        due = pending[0].due_on if pending else as_of
+        return Verdict(None, True, 0.0, None, due.isoformat(), due)
+    oldest = late[0]
+    further = dt.timedelta(days=practice.pulse.cadence_days or 0)
+    severity = "critical" if as_of > oldest.due_on + grace + further else "warning"
+    return Verdict(severity, True, float((as_of - oldest.due_on).days), None, oldest.due_on.isoformat(),
+                   oldest.due_on)

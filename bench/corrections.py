@@ -72,7 +72,7 @@ def write_correction(first: Path, corrected: Path) -> int:
 def ingest_in_child(csv_path: str, config_dir: str, url: str, fast: tuple[str, ...]) -> dict[str, Any]:
     """Child process: load the config, ingest once with only `fast` allowed, report the time and counts."""
     from config import load_config
-    from feeds.ingest import ingest_path
+    from intake.ingest import ingest_path
     from storage.db import engine_for
 
     config = load_config(config_dir)

@@ -7,7 +7,7 @@
 2. Creates a fresh PostgreSQL database (tests.support.services) and migrates it (storage.db.upgrade).
 3. Baseline: `COPY bare FROM STDIN WITH (FORMAT csv, HEADER true)` of the same file into a bare table, streamed
    through psycopg in 1 MiB chunks; wall clock around connect, COPY and commit.
-4. Measured: `feeds.ingest.ingest_path(...)` in a spawned child process (so the generator's memory does not
+4. Measured: `intake.ingest.ingest_path(...)` in a spawned child process (so the generator's memory does not
    count); wall clock around the call; the child reports its own peak RSS (ru_maxrss).
    Steps 2 to 4 run --rounds times (default 3), each on a fresh database; the RESULT is the round with the median
    ratio (this machine's speed drifts from minute to minute; a round's two timings drift together), and the peak
@@ -224,6 +224,7 @@ def instrument(phases: list[tuple[str, float, float, float]], statements: dict[s
     from sqlalchemy.engine import Engine
 
     import feeds.ingest as ingest_module
+    import intake.ingest as intake_module
 
     backend: dict[str, int] = {}
 
@@ -237,7 +238,8 @@ def instrument(phases: list[tuple[str, float, float, float]], statements: dict[s
                                backend_cpu(backend.get("pid")) - pg))
         return wrapper
 
-    for name in ("fingerprint", "claim_file", "store_first_delivery", "prepare_staging", "stage_row_by_row", "merge",
+    intake_module.fingerprint = timed("fingerprint", intake_module.fingerprint)
+    for name in ("claim_file", "store_first_delivery", "prepare_staging", "stage_row_by_row", "merge",
                  "staged_practices"):
         setattr(ingest_module, name, timed(name, getattr(ingest_module, name)))
 
@@ -266,7 +268,7 @@ def instrument(phases: list[tuple[str, float, float, float]], statements: dict[s
 def measure_ingest(csv_path: str, config_dir: str, url: str, split: bool = False) -> dict[str, Any]:
     """Child process: load the config, run the real ingest path once, report time, counts and peak RSS."""
     from config import load_config
-    from feeds.ingest import ingest_path
+    from intake.ingest import ingest_path
     from storage.db import engine_for
 
     phases: list[tuple[str, float, float, float]] = []
@@ -319,8 +321,8 @@ def diagnose_passes(csv_path: Path, config_dir: Path) -> list[tuple[str, float, 
     """The Python-side work alone, no database: fingerprint, parse, parse+validate, +staging tuples."""
     from config import load_config
     from feeds.parse import fingerprint, stream_table
-    from feeds.store import staging_tuple
     from feeds.validate import FeedOrigin, ProblemLog, RowValidator, canonical_rows, validate_stream
+    from storage.observations import staging_tuple
 
     config = load_config(config_dir)
     results = []

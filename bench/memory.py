@@ -7,12 +7,12 @@ peak RSS of each against the RSS of a child that only imports the code and loads
    `practice-01`, 1 billing vendor going live 2025-02-01, 10 billing KPIs x 25 months 2024-10..2026-10 x
    N / 250 segments), so the whole file is one practice's evaluation.
 2. Creates a fresh PostgreSQL database (tests.support.services) and migrates it (storage.db.upgrade).
-3. Baselines, in the same run: the floor, a spawned child that imports feeds.ingest and alerts.evaluate and
+3. Baselines, in the same run: the floor, a spawned child that imports intake.ingest and alerts.evaluate and
    loads the config, then does nothing (its peak RSS is what every child below pays before any work); the bare
    COPY of the file into an unindexed table (as bench.ingest); a bare read of the practice's observations through
    the `observation` view, streamed (server-side cursor) and counted, in a child of its own.
 4. Measured, each in a fresh child (multiprocessing `spawn`, so neither the generator's nor the other step's
-   memory counts): `feeds.ingest.ingest_path(...)`, then `alerts.evaluate.evaluate_practices(config,
+   memory counts): `intake.ingest.ingest_path(...)`, then `alerts.evaluate.evaluate_practices(config,
    practice_id=practice-01, as_of=2026-11-23, now=<fixed>)`, the first evaluation (it creates the alerts), then
    the same again (steady state: every alert of the practice is read, none is new).
    Each child reports its own peak RSS (`VmHWM` of /proc/self/status: the high-water mark of its memory; not
@@ -71,7 +71,7 @@ def peak_rss_mb() -> float:
 def loaded(config_dir: str) -> Any:
     """What every child does first: import the code it runs and load the config."""
     import alerts.evaluate  # noqa: F401
-    import feeds.ingest  # noqa: F401
+    import intake.ingest  # noqa: F401
     from config import load_config
 
     return load_config(config_dir)
@@ -94,7 +94,7 @@ def child_select(config_dir: str, url: str, _csv: str) -> dict[str, Any]:
 
 
 def child_ingest(config_dir: str, url: str, csv_path: str) -> dict[str, Any]:
-    from feeds.ingest import ingest_path
+    from intake.ingest import ingest_path
     from storage.db import engine_for
 
     config = loaded(config_dir)

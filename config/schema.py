@@ -112,6 +112,40 @@ class PulseSchedule(Strict):
     start: dt.date | None = None
 
 
+# --- remits (issue 16): figures recomputed from the payers' X12 835 remittances -------------------------------
+class RemitFigure(Strict):
+    """One figure vendorwatch computes from 835s; `formula` cites the X12 elements it is read from."""
+
+    label: str
+    unit: Literal["%", "days", "USD", "count"]
+    formula: str
+
+
+class RemitTolerance(Strict):
+    """How far a vendor's reported figure may differ from the remittances' before it warns (critical at twice)."""
+
+    rate_points: float = Field(default=1.5, gt=0)
+    dollars_pct: float = Field(default=3.0, gt=0)
+    min_claims: int = Field(default=30, ge=1)
+
+
+class RemitsCatalog(Strict):
+    # Payer id as the 835 names it (N1*PR N104, else TRN03) -> a plain name; an 835 from any other payer is refused.
+    payers: dict[str, str] = Field(default_factory=dict)
+    tolerance: RemitTolerance = RemitTolerance()
+    # Vendor KPI -> the remits figure it is checked against, for the same practice and month.
+    checks: dict[str, str] = Field(default_factory=dict)
+    figures: dict[str, RemitFigure] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def checks_name_figures(self) -> RemitsCatalog:
+        unknown = sorted(figure for figure in self.checks.values() if figure not in self.figures)
+        if unknown:
+            raise ValueError(f"remits.checks names figures not in remits.figures: {', '.join(unknown)}")
+        return self
+# --- end remits ------------------------------------------------------------------------------------------------
+
+
 class Practice(Strict):
     id: str = Field(pattern=SLUG)
     name: str
@@ -125,6 +159,7 @@ class Practice(Strict):
     overrides: dict[str, ThresholdOverride] = Field(default_factory=dict)
     vendors: list[Vendor] = Field(default_factory=list)
     pulse: PulseSchedule = PulseSchedule()
+    remits: RemitTolerance | None = None  # issue 16: this practice's tolerance for "disagrees with remittances"
 
     @field_validator("timezone")
     @classmethod
@@ -211,6 +246,14 @@ class CatalogDefaults(Strict):
 class Catalog(Strict):
     defaults: CatalogDefaults = CatalogDefaults()
     kpis: dict[str, Kpi]
+    remits: RemitsCatalog = RemitsCatalog()  # issue 16
+
+    @model_validator(mode="after")
+    def remits_check_known_kpis(self) -> Catalog:
+        unknown = sorted(kpi for kpi in self.remits.checks if kpi not in self.kpis)
+        if unknown:
+            raise ValueError(f"remits.checks names KPIs not in the catalog: {', '.join(unknown)}")
+        return self
 
 
 class RouteMatch(Strict):

@@ -16,7 +16,7 @@ from digest.model import (
     TalkingPoint,
     VendorCard,
 )
-from pulse.report import PulseReport, PulseScore
+from digest.pulse_report import PulseReport, PulseScore
 
 # Percent-of-collections KPIs whose gap to target is money: gap points / 100 x annual net collectible.
 GAP_KINDS = {"net_collection_rate": "collection_gap", "cost_to_collect_pct": "cost_gap"}

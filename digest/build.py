@@ -31,9 +31,10 @@ from digest.assess import (
     without_covered_trends,
 )
 from digest.model import AlertLine, Digest, KpiRow, TrendPoint, VendorCard
+from digest.pulse_report import pulse_report
+from digest.remits import denial_reasons, with_remits_checks
 from digest.schedule import local_date, reporting_window
 from feeds.freshness import next_due
-from pulse.report import pulse_report
 from storage.models import Alert, AlertEvent, Observation, utcnow
 from storage.models import Series as SeriesRow
 
@@ -59,6 +60,7 @@ def build_digest(
         vendor_card(config, practice, vendor, series, received, open_by_series, start, as_of, hidden)
         for vendor in practice.vendors
     )
+    vendors = with_remits_checks(session, config, practice, vendors)  # issue 16: checked against the 835s
     pulse = pulse_report(session, config, practice, as_of)
     open_alerts = sort_alerts(opened + still_open)
     dollars = dollar_lines(practice, vendors)
@@ -85,6 +87,7 @@ def build_digest(
         pulse=pulse,
         has_data=any(card.rows for card in vendors),
         new_data=new_data,
+        denial_reasons=denial_reasons(session, config, practice, as_of),  # issue 16
     )
 
 

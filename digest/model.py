@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from digest.pulse_report import PulseReport, PulseScore
 from feeds.freshness import FeedDue
-from pulse.report import PulseReport, PulseScore
 
 SEVERITY_RANK = {"critical": 0, "warning": 1}
 REGION_DETAILED = 30  # practices shown in full in a regional roll-up
@@ -17,6 +17,35 @@ class TrendPoint:
     period: str
     value: float
     before_go_live: bool
+
+
+@dataclass(frozen=True)
+class RemitsCheck:
+    """Beside a KPI the payers' 835s also give (issue 16): the same month recomputed from the remittances."""
+
+    claims: int  # remitted claims behind the figure
+    remitted: float
+    judged: bool  # False: too few claims to judge
+    agrees: bool
+
+
+@dataclass(frozen=True)
+class DenialReason:
+    payer: str
+    category: str  # our own category names (remits.categories), never CARC texts
+    count: int
+    share: float  # % of the month's denials of this payer
+    before_share: float | None  # % of this payer's denials in the months before the billing vendor's go-live
+
+
+@dataclass(frozen=True)
+class DenialReasons:
+    month: str  # YYYY-MM of payment
+    claims: int
+    denied: int
+    rows: tuple[DenialReason, ...]
+    preventable: float | None = None  # % of the month's denials that were front-end or coding (all payers)
+    preventable_before: float | None = None  # the same, in the months before go-live
 
 
 @dataclass(frozen=True)
@@ -38,6 +67,7 @@ class KpiRow:
     stale: bool  # the vendor's feed is so late that this value is old news
     segment: str = "all"  # a payer's, location's or provider's own figure (payer:Aetna), or the whole practice's
     recover: float | None = None  # the line a held alert must pass to clear, while it is held by it
+    remits: RemitsCheck | None = None  # issue 16
 
     @property
     def improved(self) -> bool | None:
@@ -154,6 +184,7 @@ class Digest:
     pulse: PulseReport | None
     has_data: bool
     new_data: bool
+    denial_reasons: DenialReasons | None = None  # issue 16: from the payers' 835s
 
     @property
     def open_alerts(self) -> tuple[AlertLine, ...]:

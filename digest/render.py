@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,8 +18,7 @@ from typing import Any
 from jinja2 import Environment
 from markupsafe import Markup
 
-from alerts.formats import HTML, TEXT, escape_text, template_environment
-from alerts.messages import for_segment, format_change, format_period, format_value, format_when
+from alerts.formats import HTML, TEXT, escape_text, format_period, format_value, template_environment
 from digest.model import Digest, RegionDigest, TrendPoint
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -102,22 +101,16 @@ def file_safe(text: str) -> str:
 
 @cache
 def environment(output_format: str = TEXT) -> Environment:
-    env = template_environment(TEMPLATES, output_format, extensions=["jinja2.ext.do"])
-    env.filters.update(
-        value=format_value,
-        change=format_change,
+    """The digest's templates in the shared setup (alerts.formats), with the digest's own layout filters."""
+    filters: dict[str, Callable[..., Any]] = dict(
         unsigned=lambda text: str(text).lstrip("+-"),
         money=format_money,
         number=format_number,
         day=format_day,
         long_day=format_long_day,
-        period=format_period,
-        for_segment=for_segment,
-        when=format_when,
         service=lambda service: SERVICES.get(service, service.replace("_", " ")),
         lower_first=lower_first,
         sentence=sentence,
-        plural=plural,
         bars=bars,
         spark=spark,
         range_note=range_note,
@@ -126,17 +119,16 @@ def environment(output_format: str = TEXT) -> Environment:
         pulse_trend=pulse_trend,
         status_label=status_label,
     )
-    env.globals.update(
+    if output_format == TEXT:
+        filters["wrap"] = wrap  # plain-text layout only: its line breaks are meant
+    return template_environment(TEMPLATES, output_format, filters=filters, globals=dict(
         status_label=status_label,
         status_colour=lambda status: STATUSES.get(status, STATUSES["tracked"])[1],
         status_background=lambda status: STATUSES.get(status, STATUSES["tracked"])[2],
         tone_colour=lambda tone: TONES[tone][0],
         tone_background=lambda tone: TONES[tone][1],
         bar_height=BAR_HEIGHT,
-    )
-    if output_format == TEXT:
-        env.filters["wrap"] = wrap  # plain-text layout only: its line breaks are meant
-    return env
+    ))
 
 
 def status_label(status: str) -> str:
@@ -170,10 +162,6 @@ def lower_first(text: str) -> str:
 def sentence(text: str) -> str:
     """Capitalised, keeping an escaped macro's output marked as escaped (slicing Markup keeps it Markup)."""
     return text[:1].upper() + text[1:]
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def wrap(text: str, indent: str = "") -> Markup:

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from alerts.operator import enqueue_operator_alert
+from alerts.operator import UnsentDigest, enqueue_operator_alert
 from config import Config, Practice
 from config.secrets import redact_optional
 from digest.build import build_digest
@@ -250,11 +250,8 @@ def tell_operator(session: Session, config: Config, key: str, week: str, error: 
     """The digest is not going out by itself: an operator alert on the other channels (not the digest's)."""
     channel = digest_channel(config)
     region = key.removeprefix(REGION_PREFIX) if key.startswith(REGION_PREFIX) else None
-    target = f"--region {region}" if region else f"--practice {key}"
     return enqueue_operator_alert(
-        session, config,
-        title=f"Weekly digest not sent: {key}, {week}",
-        message=f"Fix the cause, then run `vendorwatch rerun digest {target} --week {week}`.",
+        session, config, UnsentDigest(key, week, region),
         details=[error],
         practice_id=None if region else key,
         exclude_channels=[channel.key] if channel else [],

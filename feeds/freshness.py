@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from config.schema import Vendor
-from feeds.periods import Period, month_period, week_period
+from storage.periods import Period, month_period, week_period
 
 Cadence = Literal["weekly", "monthly"]
 WEEKLY_MAX_DUE_DAY = 7

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
-import hashlib
 import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+# Reading a delivered file's bytes is shared with pulse/ (storage/uploads.py); named here as feeds always did.
+from storage.uploads import CHUNK, Fingerprint, decode, fingerprint, sniff_delimiter  # noqa: F401
 
 # A leading group never starts with 0: '0,123' is no thousands grouping, but a decimal comma.
 THOUSANDS = re.compile(r"^[-+(]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?%?\)?$")
@@ -22,9 +23,6 @@ SPACES = re.compile(" +")
 # float() reads more ('4_1' as 41, full-width digits, 'nan', 'infinity'), none of which a vendor means.
 # Each part can match only one way, so a long cell that is no number fails in linear time.
 PLAIN_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?", re.ASCII)
-
-
-CHUNK = 1 << 20
 
 
 class UnreadableRow(Exception):
@@ -47,57 +45,13 @@ class Table:
     error: UnreadableRow | None = None  # where an in-memory table stopped being readable CSV
 
 
-@dataclass(frozen=True)
-class Fingerprint:
-    sha256: str
-    encoding: str
-    size: int
-    head: bytes
-
-
-def fingerprint(path: Path) -> Fingerprint:
-    """One streaming pass: SHA-256 of the bytes, and whether they are UTF-8 (else cp1252, as Excel writes)."""
-    digest, decoder = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")()
-    utf8, size, head = True, 0, b""
-    with path.open("rb") as stream:
-        while chunk := stream.read(CHUNK):
-            head = head or chunk[:4096]
-            digest.update(chunk)
-            size += len(chunk)
-            if utf8:
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    utf8 = False
-    if utf8:
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            utf8 = False
-    return Fingerprint(digest.hexdigest(), "utf-8-sig" if utf8 else "cp1252", size, head)
-
-
 def is_json_feed(path: Path, fp: Fingerprint) -> bool:
     """A JSON feed: named .json, or its first character (after a BOM and whitespace) opens an object."""
     return path.suffix.lower() == ".json" or fp.head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
-def decode(data: bytes) -> str:
-    """UTF-8 with or without BOM, falling back to cp1252 (what Excel on Windows writes)."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
-
-
 def normalise_header(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
-
-
-def sniff_delimiter(text: str) -> str:
-    first_line = text.split("\n", 1)[0]
-    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
-    return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
 def read_table(data: bytes) -> Table:

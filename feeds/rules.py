@@ -1,6 +1,6 @@
 """The feed contract's rules for a row (SPEC section 4), declared once in RULES: every path that stores a feed
 applies this list, and nothing else judges a cell's text (feeds.validate checks the header and a row's shape,
-feeds.store and the table's key a key given twice).
+storage.observations and the table's key a key given twice).
 
 How to add a rule
 -----------------
@@ -34,8 +34,8 @@ from typing import NamedTuple, TypeVar
 
 from config import Config, Kpi, Practice
 from feeds.parse import AmbiguousNumber, DecimalComma, parse_number
-from feeds.periods import Period, parse_period, span_period
 from feeds.phi import phi_message, phi_shape
+from storage.periods import Period, parse_period, span_period
 
 PERIOD_COLUMNS = ("period", "period_start", "period_end")
 VALUE_COLUMNS = ("practice", "vendor", "kpi", "unit", "value")

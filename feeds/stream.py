@@ -40,11 +40,11 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, text
 
-from config import Config
 from feeds import rules
 from feeds.parse import Fingerprint, Table, is_blank, is_json_feed, normalise_header, sniff_delimiter
 from feeds.rules import PERIOD_COLUMNS, Context, Rule, ValueKind, Verdicts, scaled
 from feeds.validate import FeedOrigin, check_long_columns, is_wide
+from storage.uploads import Upload
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +133,17 @@ class Group:
     alike: int  # groups alike in what the value rules' verdicts and the value's reading depend on share it
 
 
-def store_first_delivery(connection: Connection, path: Path, fp: Fingerprint, config: Config, origin: FeedOrigin,
-                         today: dt.date, feed_file_id: int) -> Streamed | None:
+def store_first_delivery(connection: Connection, upload: Upload, feed_file_id: int) -> Streamed | None:
     """Store the file's rows in observation_value if it is a clean first delivery; None, with nothing changed,
     otherwise. Raises KeysStored when some value is already stored (the caller then merges)."""
+    path, fp, origin = upload.path, upload.fingerprint, upload.origin
     layout = long_layout(path, fp, origin)
     if layout is None:
         return None
     try:
         with connection.engine.connect() as side, connection.begin_nested():
             streamer = Streamer(connection, side.execution_options(isolation_level="AUTOCOMMIT"), layout,
-                                Context(config, origin.practice_id, origin.vendor_id, today))
+                                Context(upload.config, origin.practice_id, origin.vendor_id, upload.today))
             return streamer.store(path, fp.encoding, feed_file_id)
     except psycopg.errors.UniqueViolation as exc:
         raise KeysStored(path.name) from exc

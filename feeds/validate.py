@@ -12,14 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from config import Config
 from feeds import rules
 from feeds.parse import Table, UnreadableRow, normalise_header
-from feeds.periods import Period
 from feeds.phi import phi_message, phi_shape
 from feeds.rules import PERIOD_COLUMNS, VALUE_COLUMNS, Context, Verdicts, suggest
+
+# The writer's vocabulary, in storage/ (pulse/ writes observations too); named here as feeds always did.
+from storage.observations import MAX_QUOTED, ObservationIn, Problem, quoted  # noqa: F401
+from storage.uploads import FeedOrigin
 
 LONG_COLUMNS = {"practice", "vendor", "kpi", "period", "period_start", "period_end", "value", "segment", "unit"}
 ROW_COLUMNS = {"practice", "vendor", "period", "period_start", "period_end", "segment", "unit"}
@@ -28,59 +31,6 @@ PHI_COLUMN = re.compile(
     r"|ssn|social_security|member_?id|subscriber|insured_?id|address|street|zip|postal|phone|mobile|email)($|_)"
 )
 MAX_LISTED_PROBLEMS = 1000
-
-MAX_QUOTED = 80  # characters of a cell an error message repeats
-
-
-def quoted(cell: str | None) -> str | None:
-    """A cell as an error may repeat it: cut to MAX_QUOTED characters. Errors are stored, mailed and logged, so a
-    file (or whatever it turned out to be) must never travel whole inside one."""
-    if cell is None or len(cell) <= MAX_QUOTED:
-        return cell
-    return cell[:MAX_QUOTED] + "…"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a file. `column` and `value` come from the file (a header, a cell) and are cut short
-    here, once, for every reader (feeds, pulse exports, the inbox)."""
-
-    row: int
-    column: str | None
-    value: str | None
-    message: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "column", quoted(self.column))
-        object.__setattr__(self, "value", quoted(self.value))
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        column = f", column {self.column}" if self.column else ""
-        value = f" ({self.value!r})" if self.value not in (None, "") else ""
-        return f"row {self.row}{column}{value}: {self.message}"
-
-
-@dataclass(frozen=True)
-class ObservationIn:
-    practice_id: str
-    vendor_id: str
-    kpi: str
-    period: Period
-    segment: str
-    value: float
-    row: int
-
-
-@dataclass(frozen=True)
-class FeedOrigin:
-    """What the file's location (inbox/<practice>/<vendor>/) or the operator says about it; None: nothing."""
-
-    practice_id: str | None = None
-    vendor_id: str | None = None
-
 
 class Rejected(Exception):
     """Raised from inside a stream when a problem makes the rest of the file meaningless (a bad header)."""

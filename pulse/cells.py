@@ -10,7 +10,7 @@ import datetime as dt
 import re
 
 from config.schema import SurveyScale
-from feeds.validate import Problem
+from storage.observations import Problem
 
 LEADING_NUMBER = re.compile(r"^[-+]?\d+(\.\d+)?")
 YEAR_FIRST = re.compile(r"^\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")

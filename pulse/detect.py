@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from feeds.parse import sniff_delimiter
+from storage.uploads import sniff_delimiter
 
 
 class SurveyTool(StrEnum):
@@ -86,7 +86,7 @@ def has_import_ids(head_rows: list[list[str]]) -> bool:
 
 
 def looks_like_survey(head: bytes) -> bool:
-    """Whether the first bytes of a file are a survey export's header (feeds.ingest routes it to pulse/)."""
+    """Whether the first bytes of a file are a survey export's header (intake.ingest routes it to pulse/)."""
     text = head.decode("utf-8-sig", errors="replace")
     first = next(csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text)), [])
     return tool_of_first_row(first) is not None

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from config.schema import SurveyQuestion, SurveyScale, SurveysFile
-from feeds.parse import decode, sniff_delimiter
-from feeds.validate import Problem
 from pulse.cells import AnswerError, column_letter, parse_answer, read_dates
 from pulse.detect import EXPECTED, LAYOUTS, Layout, SurveyTool, detect_tool, has_import_ids, import_id, normalise
+from storage.observations import Problem
+from storage.uploads import decode, sniff_delimiter
 
 MAX_PROBLEMS = 100
 # Headers that name a person or their device, whatever the tool: never read, never listed.

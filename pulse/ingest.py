@@ -21,17 +21,25 @@ from sqlalchemy.orm import Session
 
 from config import Config, Practice
 from config.schema import SurveysFile
-from feeds.ingest import IngestResult, record_rejection
-from feeds.parse import Fingerprint
-from feeds.periods import Period
-from feeds.store import DuplicateFile, StoreCounts, claim_file, merge, prepare_staging, stage
-from feeds.validate import FeedOrigin, ObservationIn, Problem, quoted
 from pulse.anonymity import RESPONSES, practice_visible, replacement_held_back, visible_groups
 from pulse.forms import Respondent, Responses, SurveyRejected, parse_export
 from pulse.scores import score, score_respondents
 from pulse.staff import STAFF_VENDOR_ID
 from storage.db import session_scope
 from storage.models import ObservationRevision, ObservationValue, PulseSurvey, Series, utcnow
+from storage.observations import (
+    DuplicateFile,
+    ObservationIn,
+    Problem,
+    StoreCounts,
+    claim_file,
+    merge,
+    prepare_staging,
+    quoted,
+    stage,
+)
+from storage.periods import Period
+from storage.uploads import FeedOrigin, IngestResult, Upload, record_rejection
 
 log = logging.getLogger(__name__)
 # In pulse_survey.scores beside the KPIs: the tally of people behind each figure, which a later export of the same
@@ -52,16 +60,13 @@ class OlderExport(Exception):
     """An earlier export of a survey whose later export (more responses) is already stored."""
 
 
-def ingest_pulse_file(path: Path, fp: Fingerprint, config: Config, practice_id: str | None, *,
-                      database_url: str | None = None, survey_tool: str | None = None, source: str = "cli",
-                      today: dt.date | None = None) -> IngestResult:
+def ingest_pulse_file(upload: Upload) -> IngestResult:
     """An export is read whole, so one over surveys.yaml's `max_export_mb` is refused before it is read (a 200 MB
     file with a survey's header once took 3 GB)."""
-    limit_mb = config.surveys.max_export_mb
+    fp, limit_mb = upload.fingerprint, upload.config.surveys.max_export_mb
     if fp.size > limit_mb * 1_000_000:
-        return reject(path, fp.sha256, source, [too_big(path, fp.size, limit_mb)], database_url, practice_id)
-    return ingest_pulse_export(path, path.read_bytes(), config, practice_id, database_url=database_url,
-                               survey_tool=survey_tool, source=source, today=today)
+        return reject(upload, fp.sha256, [too_big(upload.path, fp.size, limit_mb)], upload.origin.practice_id)
+    return ingest_pulse_export(upload, upload.path.read_bytes())
 
 
 def too_big(path: Path, size: int, limit_mb: float) -> Problem:
@@ -70,27 +75,27 @@ def too_big(path: Path, size: int, limit_mb: float) -> Problem:
                                   "kilobytes: is this the right file?")
 
 
-def ingest_pulse_export(path: Path, data: bytes, config: Config, practice_id: str | None, *,
-                        database_url: str | None = None, survey_tool: str | None = None, source: str = "cli",
-                        today: dt.date | None = None) -> IngestResult:
+def ingest_pulse_export(upload: Upload, data: bytes) -> IngestResult:
+    """The export's bytes as read (hashed again: what is stored is what was read)."""
+    path, config, practice_id = upload.path, upload.config, upload.origin.practice_id
     sha256 = hashlib.sha256(data).hexdigest()
     practice = config.practice(practice_id or "")
     if practice is None:
         where = practice_id or "(none: put the export in inbox/<practice>/ or pass --practice)"
-        return reject(path, sha256, source, [Problem(1, None, where, "unknown practice for this pulse survey")],
-                      database_url, practice_id)
+        return reject(upload, sha256, [Problem(1, None, where, "unknown practice for this pulse survey")],
+                      practice_id)
     try:
-        responses = parse_export(data, config.surveys, survey_tool)
+        responses = parse_export(data, config.surveys, upload.survey_tool)
     except SurveyRejected as exc:
-        return reject(path, sha256, source, exc.problems, database_url, practice.id)
-    if responses.closed_on > (today or dt.date.today()) + dt.timedelta(days=1):
+        return reject(upload, sha256, exc.problems, practice.id)
+    if responses.closed_on > upload.today + dt.timedelta(days=1):
         problem = Problem(1, None, responses.closed_on.isoformat(),
                           "the latest response is dated in the future: check the export's date format")
-        return reject(path, sha256, source, [problem], database_url, practice.id)
+        return reject(upload, sha256, [problem], practice.id)
     notes = missing_notes(responses)
     try:
-        with session_scope(database_url) as session:
-            feed = claim_file(session, sha256=sha256, filename=path.name, source=source, practice_id=practice.id,
+        with session_scope(upload.database_url) as session:
+            feed = claim_file(session, sha256=sha256, filename=path.name, source=upload.source, practice_id=practice.id,
                               vendor_id=STAFF_VENDOR_ID)
             feed.rows = responses.count
             published = published_survey(session, practice.id, responses)
@@ -106,7 +111,7 @@ def ingest_pulse_export(path: Path, data: bytes, config: Config, practice_id: st
     except DuplicateFile:
         return IngestResult(str(path), "duplicate", kind="pulse", rows=responses.count, practices=[practice.id])
     except OlderExport as exc:
-        return reject(path, sha256, source, [Problem(1, None, None, str(exc))], database_url, practice.id)
+        return reject(upload, sha256, [Problem(1, None, None, str(exc))], practice.id)
     if responses.unmapped_questions:
         # A count only: enough for an operator to look at surveys.yaml, nothing a respondent wrote.
         log.info("%s: %d question(s) not in surveys.yaml", path.name, len(responses.unmapped_questions))
@@ -126,10 +131,10 @@ def missing_notes(responses: Responses) -> list[str]:
     return notes
 
 
-def reject(path: Path, sha256: str, source: str, problems: list[Problem], database_url: str | None,
-           practice_id: str | None) -> IngestResult:
-    record_rejection(path, sha256, source, problems, database_url, FeedOrigin(practice_id, STAFF_VENDOR_ID))
-    return IngestResult(str(path), "rejected", kind="pulse", problems=problems)
+def reject(upload: Upload, sha256: str, problems: list[Problem], practice_id: str | None) -> IngestResult:
+    record_rejection(upload.path, sha256, upload.source, problems, upload.database_url,
+                     FeedOrigin(practice_id, STAFF_VENDOR_ID))
+    return IngestResult(str(upload.path), "rejected", kind="pulse", problems=problems)
 
 
 def summarise(responses: Responses, practice: Practice, surveys: SurveysFile,

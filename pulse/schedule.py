@@ -5,7 +5,8 @@ remembered as thoughtful; silence reads as leadership no longer listening. So ea
 check-in: its reminder goes out a week after the go-live, and a pulse should have closed two weeks after it. After
 that, a pulse is due every `cadence_days` after the last one closed (reminder a week ahead). A check-in is met by
 any pulse that closes after it became owed. Past its due date plus `grace_days`, the 'pulse overdue' alert fires
-(critical once a whole further cadence has gone by); it resolves when a pulse arrives.
+(critical once a whole further cadence has gone by: alerts.rules.overdue_verdict); it resolves when a pulse
+arrives.
 
 All of it is off for a practice without `pulse: {cadence_days: N}`, and nothing falls due before the schedule
 started to count (`start`: pulse.tracking): the first check-in is then due a cadence after that day, and a
@@ -18,7 +19,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from alerts.rules import Verdict
 from config import Practice
 
 GO_LIVE_REMINDER = dt.timedelta(days=7)
@@ -70,19 +70,3 @@ def next_checkin_due(practice: Practice, closings: Sequence[dt.date], as_of: dt.
                      start: dt.date | None = None) -> dt.date | None:
     pending = pending_checkins(practice, closings, as_of, start)
     return pending[0].due_on if pending else None
-
-
-def overdue_verdict(practice: Practice, closings: Sequence[dt.date], as_of: dt.date,
-                    start: dt.date | None = None) -> Verdict:
-    """The 'pulse overdue' verdict: value = days since the oldest missed check-in was due; period = that day."""
-    grace = dt.timedelta(days=practice.pulse.grace_days)
-    pending = pending_checkins(practice, closings, as_of, start)
-    late = [checkin for checkin in pending if as_of > checkin.due_on + grace]
-    if not late:
-        due = pending[0].due_on if pending else as_of
-        return Verdict(None, True, 0.0, None, due.isoformat(), due)
-    oldest = late[0]
-    further = dt.timedelta(days=practice.pulse.cadence_days or 0)
-    severity = "critical" if as_of > oldest.due_on + grace + further else "warning"
-    return Verdict(severity, True, float((as_of - oldest.due_on).days), None, oldest.due_on.isoformat(),
-                   oldest.due_on)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -14,7 +15,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -106,10 +109,10 @@ class Series(Base):
 
 class ObservationValue(Base):
     """The current value of one series for one period; earlier values live in ObservationRevision. Written only by
-    feeds.store and feeds.stream; read through the `observation` view (Observation below)."""
+    storage.observations and feeds.stream; read through the `observation` view (Observation below)."""
 
     __tablename__ = "observation_value"
-    # The primary key is the idempotency key: a period is its first and last day (feeds.periods gives each span
+    # The primary key is the idempotency key: a period is its first and last day (storage.periods gives each span
     # one label, kept once in period_label). No foreign keys (migrations 0007, 0008): checking one per
     # row cost a million-row feed seconds, and the writers set series_id and feed_file_id from rows they insert
     # in the same transaction; neither series nor feed_file rows are ever deleted.
@@ -124,7 +127,7 @@ class ObservationValue(Base):
 
 class PeriodLabel(Base):
     """A period's label ("2026-03", "2026-W10", "2026-03-15", or "start..end"), which follows from its first and
-    last day (feeds.periods); kept once per period rather than on every value (migration 0009). Written with the
+    last day (storage.periods); kept once per period rather than on every value (migration 0009). Written with the
     values that name it, never changed, never deleted."""
 
     __tablename__ = "period_label"
@@ -393,3 +396,54 @@ class Silence(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     lifted_at: Mapped[dt.datetime | None] = mapped_column()
     lifted_by: Mapped[str | None] = mapped_column(String(100))
+
+
+# --- remits (issue 16): aggregates of the payers' 835 remittances; no claim, patient or amount of one claim -------
+class RemitFile(Base):
+    """An accepted 835, by its bytes and the practice it was delivered for: the same bytes twice are a no-op. The
+    file itself is not kept."""
+
+    __tablename__ = "remit_file"
+    __table_args__ = (UniqueConstraint("sha256", "practice_id", name="uq_remit_file_identity"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    practice_id: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str] = mapped_column(String(500))
+    source: Mapped[str] = mapped_column(String(20))
+    claims: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RemitClaim(Base):
+    """A claim seen in a remittance, only as HMAC(secret, payer id | CLP01): a later sight is a resubmission."""
+
+    __tablename__ = "remit_claim"
+    practice_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+
+
+class RemitMonth(Base):
+    """What the remittances of one payer say for one practice and month of payment (BPR16). Every column adds up
+    over files; `days` is a histogram (days from service to payment -> claims), so medians combine too."""
+
+    __tablename__ = "remit_month"
+    practice_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    payer_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    month: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    claims: Mapped[int] = mapped_column(Integer)
+    denied: Mapped[int] = mapped_column(Integer)
+    first_pass_claims: Mapped[int] = mapped_column(Integer)
+    first_pass_denied: Mapped[int] = mapped_column(Integer)
+    billed: Mapped[Decimal] = mapped_column(Numeric(16, 2))
+    first_pass_billed: Mapped[Decimal] = mapped_column(Numeric(16, 2))
+    first_pass_denied_billed: Mapped[Decimal] = mapped_column(Numeric(16, 2))
+    payments: Mapped[Decimal] = mapped_column(Numeric(16, 2))
+    provider_adjustments: Mapped[Decimal] = mapped_column(Numeric(16, 2))
+    patient_responsibility: Mapped[Decimal] = mapped_column(Numeric(16, 2))
+    contractual: Mapped[Decimal] = mapped_column(Numeric(16, 2))
+    days: Mapped[dict[str, Any]] = mapped_column()
+    denial_categories: Mapped[dict[str, Any]] = mapped_column()
+    denial_carcs: Mapped[dict[str, Any]] = mapped_column()
+    files: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+# --- end remits ---------------------------------------------------------------------------------------------------

@@ -12,12 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from contextlib import suppress
-from pathlib import Path
 
 from celery import signals
 
 from config.reload import ConfigWatch, Refusal
-from worker.settings import get_settings
+from config.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def reload_edited_config_before_forking(**_: object) -> None:
 
 
 def tell_refusal(refusal: Refusal) -> None:
-    from worker.once import claim_once, release
+    from tasks.once import claim_once, release
 
     claim = f"config-refused-{refusal.digest}"
     claimed = False
@@ -69,20 +68,11 @@ def tell_refusal(refusal: Refusal) -> None:
 
 
 def alert_operator(refusal: Refusal) -> None:
-    from alerts.operator import enqueue_operator_alert
-    from config.secrets import redact
+    from alerts.operator import tell_config_refused
     from storage.db import session_scope
     from tasks.deliver import deliver_task
 
-    count = len(refusal.problems)
-    where = Path(refusal.problems[0].split(": ", 1)[0]).name  # "practices.yaml:14"; the details give the paths
     with session_scope() as session:
-        notification_id = enqueue_operator_alert(
-            session, current_config(),
-            title=f"Configuration edit refused: {where} ({count} problem{'s' if count != 1 else ''})",
-            message="The workers keep the previous configuration until the files are fixed. Fix them; the next "
-                    "task picks the fix up, no restart needed.",
-            details=[redact(problem) for problem in refusal.problems],
-        )
+        notification_id = tell_config_refused(session, current_config(), refusal)
     if notification_id is not None:
         deliver_task.delay(notification_id)

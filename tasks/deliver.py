@@ -7,13 +7,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from celery import shared_task
 from sqlalchemy.exc import DBAPIError
 
 from alerts.delivery import DeliveryIncomplete, deliver, give_up, rounds_used_up, undelivered
 from storage.db import session_scope
 from storage.models import utcnow
 from tasks.context import current_config, dry_run_dir
-from worker.app import app
 
 MAX_RETRIES = 6
 MAX_COUNTDOWN = 3600
@@ -26,7 +26,7 @@ def backoff(retries: int) -> int:
     return min(30 * 2**retries, MAX_COUNTDOWN)
 
 
-@app.task(name="alerts.deliver", bind=True, max_retries=MAX_RETRIES, acks_late=True)
+@shared_task(name="alerts.deliver", bind=True, max_retries=MAX_RETRIES, acks_late=True)
 def deliver_task(self: Any, notification_id: int) -> dict[str, object]:
     token = self.request.id
     try:
@@ -55,7 +55,7 @@ def hand_over(operator_notification_id: int | None) -> None:
         deliver_task.delay(operator_notification_id)
 
 
-@app.task(name="alerts.deliver_pending")
+@shared_task(name="alerts.deliver_pending")
 def deliver_pending() -> list[int]:
     """Safety net: any outbox row no live task is delivering (pending, or a stale claim) is handed to delivery
     again; one whose rounds are used up fails and the operator hears of it."""

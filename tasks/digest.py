@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from celery import shared_task
 from sqlalchemy.orm import Session
 
 from digest.mail import DigestNotSent
@@ -15,7 +16,6 @@ from digest.send import DigestOutcome, due_digests, run_key, send_digest, send_r
 from storage.db import session_scope
 from storage.models import utcnow
 from tasks.context import current_config, dry_run_dir
-from worker.app import app
 
 MAX_RETRIES = 4
 
@@ -25,7 +25,7 @@ def backoff(retries: int) -> int:
     return 120 * 2**retries
 
 
-@app.task(name="digest.due")
+@shared_task(name="digest.due")
 def digest_due() -> list[list[str]]:
     with session_scope() as session:
         due = due_digests(session, current_config(), utcnow())
@@ -35,7 +35,7 @@ def digest_due() -> list[list[str]]:
     return [[item.kind, item.key, item.week] for item in due]
 
 
-@app.task(name="digest.weekly", bind=True, max_retries=MAX_RETRIES, acks_late=True)
+@shared_task(name="digest.weekly", bind=True, max_retries=MAX_RETRIES, acks_late=True)
 def weekly_digest(self: Any, practice_id: str, week: str, resend: bool = False) -> dict[str, object]:
     config = current_config()
     practice = config.practice(practice_id)
@@ -47,7 +47,7 @@ def weekly_digest(self: Any, practice_id: str, week: str, resend: bool = False) 
     )
 
 
-@app.task(name="digest.region", bind=True, max_retries=MAX_RETRIES, acks_late=True)
+@shared_task(name="digest.region", bind=True, max_retries=MAX_RETRIES, acks_late=True)
 def regional_digest(self: Any, region: str, week: str, resend: bool = False) -> dict[str, object]:
     return send_with_retries(
         self, run_key("region", region), week,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from celery import shared_task
+
 from alerts.evaluate import evaluate_practices
 from tasks.context import current_config, parse_as_of
-from worker.app import app
 
 
-@app.task(name="alerts.evaluate")
+@shared_task(name="alerts.evaluate")
 def evaluate_task(practice_id: str | None = None, as_of: str | None = None) -> list[dict[str, object]]:
     results = evaluate_practices(current_config(), practice_id=practice_id, as_of=parse_as_of(as_of))
     from tasks.deliver import deliver_task

@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 
 import requests
+from celery import shared_task
 
 from config.secrets import redact, remember
-from worker.app import app
-from worker.settings import get_settings, heartbeat_secrets
+from config.settings import get_settings, heartbeat_secrets
 
 log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 10
@@ -31,7 +31,7 @@ def ping(url: str) -> bool:
     return True
 
 
-@app.task(name="monitor.heartbeat", ignore_result=True)
+@shared_task(name="monitor.heartbeat", ignore_result=True)
 def heartbeat() -> bool | None:
     url = get_settings().heartbeat_url
     return ping(url) if url else None

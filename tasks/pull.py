@@ -3,19 +3,20 @@ to ingest.file, the same validation/archive/quarantine path as an SFTP drop."""
 
 from __future__ import annotations
 
+from celery import shared_task
+
+from config.settings import get_settings
 from feeds.pull import PullFailed, PullMisconfigured, pull_targets, pull_vendor
 from storage.db import session_scope
 from storage.models import utcnow
 from tasks.context import current_config
 from tasks.ingest import ingest_file
-from worker.app import app
-from worker.settings import get_settings
 
 MAX_RETRIES = 3
 BACKOFF_SECONDS = 60
 
 
-@app.task(name="feeds.pull_all")
+@shared_task(name="feeds.pull_all")
 def pull_all() -> list[list[str]]:
     targets = [[practice.id, vendor.id] for practice, vendor in pull_targets(current_config())]
     for practice_id, vendor_id in targets:
@@ -23,7 +24,7 @@ def pull_all() -> list[list[str]]:
     return targets
 
 
-@app.task(name="feeds.pull", bind=True, max_retries=MAX_RETRIES)
+@shared_task(name="feeds.pull", bind=True, max_retries=MAX_RETRIES)
 def pull_task(self: object, practice_id: str, vendor_id: str) -> dict[str, object]:
     """Retries a failed pull after 1, 2 and 4 minutes; a missing token or `pull:` entry is not retried."""
     config = current_config()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pulse.remind import send_checkin_reminders
+from celery import shared_task
+
+from alerts.checkins import send_checkin_reminders
 from tasks.context import current_config, parse_as_of
-from worker.app import app
 
 
-@app.task(name="pulse.remind")
+@shared_task(name="pulse.remind")
 def remind_task(as_of: str | None = None) -> list[int]:
     notification_ids = send_checkin_reminders(current_config(), as_of=parse_as_of(as_of))
     from tasks.deliver import deliver_task

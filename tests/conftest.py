@@ -102,8 +102,8 @@ def vw_env(
 
 
 def reset_caches() -> None:
+    from config.settings import get_settings
     from tasks.context import current_config
-    from worker.settings import get_settings
 
     get_settings.cache_clear()
     current_config.cache_clear()

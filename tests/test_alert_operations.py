@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from alerts.evaluate import evaluate_practices
 from config import Config, load_config
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import engine_for, session_scope, upgrade
 from storage.models import Alert, AlertEvent, Base, Silence
 from tests.conftest import TEST_CONFIG, reset_caches, subprocess_env

@@ -15,13 +15,14 @@ import pytest
 from sqlalchemy import func, select
 
 from alerts.evaluate import evaluate_practices
+from alerts.formats import format_when
 from alerts.lifecycle import Change
-from alerts.messages import FAMILIES, format_when, render_alert
+from alerts.messages import FAMILIES, render_alert
 from config import Config, load_config
 from digest.build import build_digest
 from digest.render import RenderedDigest, render_digest
 from digest.schedule import iso_week, week_bounds
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.models import FeedFile, Observation, PulseSurvey
 from tests.conftest import FIXTURES, TEST_CONFIG, subprocess_env

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from alerts.delivery import DeliveryIncomplete, claim, deliver
 from alerts.evaluate import evaluate_practices
 from config import load_config
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.models import Alert, AlertEvent, DeliveryAttempt, Notification, utcnow
 from tests.conftest import TEST_CONFIG

@@ -18,7 +18,7 @@ from celery.result import EagerResult
 from sqlalchemy import select, update
 
 from alerts.delivery import DeliveryIncomplete, Failure, classify, deliver, give_up
-from alerts.operator import enqueue_operator_alert
+from alerts.operator import FeedRejected, enqueue_operator_alert
 from config import Config, Route, load_config
 from config.schema import RouteMatch
 from storage.db import session_scope
@@ -260,7 +260,7 @@ def test_an_undeliverable_operator_alert_is_marked_failed_without_another_operat
     loaded = load_config(TEST_CONFIG)
     config = dataclasses.replace(loaded, routes=[Route(when=RouteMatch(kind="operator"), tags=["teams"])])
     with session_scope() as session:
-        operator_id = enqueue_operator_alert(session, config, title="Feed rejected", message="m", details=[])
+        operator_id = enqueue_operator_alert(session, config, FeedRejected("maple-clinic/claimright/x.csv", 1, "q"))
     assert operator_id is not None
 
     with caplog.at_level(logging.ERROR, logger="alerts.delivery"):

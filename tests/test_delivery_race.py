@@ -121,8 +121,8 @@ def test_two_worker_processes_each_given_every_delivery_twice_send_each_notifica
     teams_server: CapturingHTTPSServer,
     smtp_server: CapturingSMTPServer,
 ) -> None:
+    from config.settings import Settings
     from worker.app import create_app
-    from worker.settings import Settings
 
     config = load_config(TEST_CONFIG)
     ids = outbox_of_five(tmp_path, postgres_url)

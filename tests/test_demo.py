@@ -107,6 +107,17 @@ def test_demo_text_digest_of_oakridge_covers_denials_and_the_staff_pulse(demo: D
     assert "staff pulse" in text
 
 
+def test_demo_digest_of_oakridge_shows_the_vendor_rate_disagreeing_with_the_remittances(demo: DemoRun) -> None:
+    """worker/demo/remits.py: Acme reports 9.6% for 2026-10; its 835s show 25 of 200 claims denied (12.5%); the
+    net collections it reports are what the payers paid."""
+    text = " ".join(digest_path(demo, "oakridge-fm", "txt").read_text(encoding="utf-8").split())
+
+    assert "vendor reports 9.6%, remittances show 12.5% (200 remitted claims)" in text
+    assert "checked against 200 remitted claims: matches" in text
+    assert "DENIAL REASONS, OCT 2026 (25 of 200 remitted claims denied)" in text
+    assert "while the payers' remittances show 12.5%" in text
+
+
 def test_demo_prints_the_alerts_it_sent(demo: DemoRun) -> None:
     printed = demo.stdout_words
 
@@ -123,7 +134,8 @@ def test_demo_prints_the_alerts_it_sent(demo: DemoRun) -> None:
 def test_demo_prints_each_digests_verdict(demo: DemoRun) -> None:
     printed = demo.stdout_words
 
-    assert ("oakridge-fm: Action needed: Acme RCM initial denial rate is 9.6%, over the 9.0% limit - "
+    # "+1 more": the demo's 835s disagree with Acme's October denial rate (issue 16, worker/demo/remits.py)
+    assert ("oakridge-fm: Action needed: Acme RCM initial denial rate is 9.6%, over the 9.0% limit (+1 more) - "
             "Oakridge Family Medicine, week 2026-W48") in printed
     assert "lakeside-peds: Action needed: Acme RCM charge lag is 5.6 days, over the 5.0 days limit" in printed
     assert "region:midwest: Midwest region: 2 of 2 practices need attention" in printed

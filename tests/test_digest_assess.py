@@ -12,9 +12,9 @@ from config import Practice
 from config.schema import Kpi, Tolerance
 from digest.assess import dollar_lines, headline, pulse_severity, row_status, staff_signal, talking_points
 from digest.model import AlertLine, DollarLine, KpiRow, TalkingPoint, TrendPoint, VendorCard
+from digest.pulse_report import PulseReport, PulseScore
 from digest.render import bars, format_period, lower_first, range_note, spark
 from feeds.freshness import FeedDue
-from pulse.report import PulseReport, PulseScore
 
 NEXT = FeedDue("2026-11", dt.date(2026, 12, 10), dt.date(2026, 12, 13), False, 0, 0)
 

@@ -11,9 +11,9 @@ import pytest
 
 from digest.build import build_digest
 from digest.model import Digest
+from digest.pulse_report import pulse_report
 from digest.region import build_region_digest
 from digest.render import RenderedDigest, render_digest, render_region
-from pulse.report import pulse_report
 from storage.db import session_scope
 from tests.test_digest_seed import AFTER_SEND, WEEK, World, seed_world, world
 

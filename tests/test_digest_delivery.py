@@ -21,6 +21,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from alerts.messages import render_operator
 from config import Config, Practice
 from digest.build import build_digest
 from digest.mail import DigestNotSent
@@ -218,7 +219,9 @@ def test_a_mail_server_that_is_down_releases_the_claim_for_a_retry_and_the_opera
     with session_scope() as session:
         notification = session.get(Notification, notification_id)
         assert notification is not None and notification.kind == "operator"
-        assert "vendorwatch rerun digest --practice maple-clinic --week 2026-W48" in notification.payload["message"]
+        assert notification.payload["facts"] == {"key": "maple-clinic", "week": WEEK, "region": None}
+        text = render_operator(notification.payload, notification.title, "text").body
+        assert "vendorwatch rerun digest --practice maple-clinic --week 2026-W48" in text
 
     assert send(world) == "sent"  # the retry, with the server back
     assert len(smtp_server.wait_for(1)) == 1

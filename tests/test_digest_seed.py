@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from alerts.evaluate import evaluate_practices
 from config import Config, load_config
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.models import Alert
 from tests.conftest import TEST_CONFIG

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import datetime as dt
 import html
 import json
 import re
 import shutil
 import subprocess
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -36,8 +38,12 @@ from sqlalchemy import select
 
 import config as config_package
 from alerts.delivery import deliver
-from alerts.messages import segment_label
+from alerts.formats import segment_label
+from alerts.messages import operator_title, render_operator
+from alerts.operator import KINDS as OPERATOR_KINDS
+from alerts.operator import OperatorFacts, enqueue_operator_alert
 from config import Config, load_config
+from config.schema import Route, RouteMatch
 from digest.send import preview, send_digest, send_region_digest
 from storage.db import session_scope
 from storage.models import Notification
@@ -469,29 +475,96 @@ def test_an_underscore_inside_a_word_stays_as_typed_in_chat(output_format: str) 
     assert name in source, source
 
 
+# Operator messages ----------------------------------------------------------------------------------------------
+
+def hostile_facts(kind: type[OperatorFacts], hostile: str) -> OperatorFacts:
+    """Every text fact of an operator message carries the hostile string (each its own, to find it again); numbers
+    are numbers."""
+    values: dict[str, object] = {}
+    for name, hint in typing.get_type_hints(kind).items():
+        if name == "kind":
+            continue
+        values[name] = f"{name} {hostile} end" if hint is str or str in typing.get_args(hint) else 2
+    return kind(**values)
+
+
+def shown_facts(facts: OperatorFacts) -> list[str]:
+    return [value for value in facts.as_payload().values() if isinstance(value, str)]
+
+
+def operator_payload(facts: OperatorFacts, hostile: str) -> dict[str, Any]:
+    return {"kind": facts.kind, "facts": facts.as_payload(), "details": [f"row 2 of {hostile}.csv: bad value"]}
+
+
+def operator_problems(family: str, title: str, body: str, hostile: str, names: list[str]) -> list[str]:
+    """What is wrong with an operator message as its channel's reader sees it. The title is checked apart: Slack
+    and email show it as plain text (the plugin escapes Slack's), Teams as a Markdown heading."""
+    if family == "teams":
+        return markdown_problems(body, hostile, names) + markdown_problems(title, hostile, [])
+    if family == "slack":
+        # The title's < > & are the plugin's to escape (the delivery test reads them in Slack's payload).
+        return (slack_problems(body, hostile, names) + text_problems(title.translate(INVISIBLE), hostile, [])
+                + (["bare link in the title"] if "https://evil" in title else []))
+    if family == "email":
+        return (html_problems(body, hostile, names, {"div", "p", "ul", "li"}) + text_problems(title, hostile, [])
+                + (["line break in the title"] if "\n" in title else []))
+    return text_problems(body, hostile, names) + text_problems(title, hostile, [])
+
+
 @pytest.mark.parametrize("family", ["teams", "slack", "email", "text"])
 @pytest.mark.parametrize("hostile", HOSTILE.values(), ids=HOSTILE.keys())
-def test_an_operator_alert_quoting_a_hostile_file_name_is_escaped_for_its_channel(family: str, hostile: str) -> None:
-    """Operator alerts quote file names and errors; in chat they are Markdown like any message."""
-    from alerts.messages import render_operator
+@pytest.mark.parametrize("kind", OPERATOR_KINDS.values(), ids=OPERATOR_KINDS.keys())
+def test_every_operator_message_quoting_hostile_facts_is_escaped_for_its_channel(
+    kind: type[OperatorFacts], hostile: str, family: str
+) -> None:
+    """Operator messages quote file names, paths, titles, names and errors; in chat they are Markdown like any
+    message, and every fact (and the detail lines) must be readable and act as nothing."""
+    facts = hostile_facts(kind, hostile)
+    title = operator_title(facts.kind, facts.as_payload())
+    message = render_operator(operator_payload(facts, hostile), title, family)
 
-    name = f"inbox/maple/acme/{hostile}.csv"
-    message = render_operator({"message": f"Rejected {name}", "details": [f"row 2 of {name}: bad value"]},
-                              f"Feed rejected: {name}", family)
-
-    if family == "teams":
-        problems = markdown_problems(message.body, hostile, [name]) + markdown_problems(message.title, hostile, [name])
-    elif family == "slack":
-        problems = slack_problems(as_slack_receives(message.body), hostile, [name])
-        # The title's < > & are the plugin's to escape (the delivery test reads them in Slack's payload).
-        problems += text_problems(message.title.translate(INVISIBLE), hostile, [name])
-        problems += ["bare link in the title"] if "https://evil" in message.title else []
-    elif family == "email":
-        problems = html_problems(message.body, hostile, [name], {"div", "p", "ul", "li"})
-        problems += text_problems(message.title, hostile, [name]) + (["title"] if "\n" in message.title else [])
-    else:
-        problems = text_problems(message.body, hostile, [name]) + text_problems(message.title, hostile, [name])
+    body = as_slack_receives(message.body) if family == "slack" else message.body
+    names = [*shown_facts(facts), f"row 2 of {hostile}.csv: bad value"]
+    problems = operator_problems(family, message.title, body, hostile, names)
     assert not problems, problems
+
+
+@pytest.mark.parametrize("hostile", HOSTILE.values(), ids=HOSTILE.keys())
+def test_every_operator_message_is_delivered_escaped_to_teams_slack_and_email(
+    hostile: str, hostile_env: dict[str, str], tmp_path: Path, slack_http: responses.RequestsMock,
+    teams_server: CapturingHTTPSServer, smtp_server: CapturingSMTPServer,
+) -> None:
+    """Through the outbox and the real channels: what Teams, Slack and the mail server receive for each kind."""
+    loaded = hostile_config(tmp_path / "config", names_with(hostile))
+    config = dataclasses.replace(loaded, routes=[Route(when=RouteMatch(kind="operator"),
+                                                       tags=["teams", "slack", "email"])])
+    all_facts = [hostile_facts(kind, hostile) for kind in OPERATOR_KINDS.values()]
+    detail = f"row 2 of {hostile}.csv: bad value"
+    with session_scope() as session:
+        for facts in all_facts:
+            notification_id = enqueue_operator_alert(session, config, facts, details=[detail])
+            assert notification_id is not None
+            report = deliver(session, config, notification_id)
+            assert report.claimed and not report.failed and not report.rejected, report
+
+    cards, slack, mails = teams_blocks(teams_server), slack_messages(slack_http), smtp_server.wait_for(len(all_facts))
+    assert len(cards) == len(slack) == len(mails) == len(all_facts)
+    problems: list[str] = []
+    for facts, (title, body, meta), (slack_title, slack_body), mail in zip(all_facts, cards, slack, mails,
+                                                                           strict=True):
+        names = [*shown_facts(facts), detail]
+        problems += [f"Teams {facts.kind}: {p}" for p in markdown_problems(body, hostile, names)]
+        problems += [f"Teams {facts.kind} title: {p}" for p in markdown_problems(title, hostile, [])]
+        problems += [f"Teams {facts.kind}: mention entities"] if "entities" in meta else []
+        problems += [f"Slack {facts.kind}: {p}" for p in slack_problems(slack_body, hostile, names)]
+        problems += [f"Slack {facts.kind} title: {p}" for p in slack_title_problems(slack_title, hostile)]
+        subject = str(mail.message["Subject"])
+        problems += [f"subject {subject!r}: {p}" for p in text_problems(subject, hostile, [])]
+        problems += [f"subject {subject!r} has a line break"] if re.search(r"[\r\n]", subject) else []
+        parts = parts_of(mail.message)
+        problems += [f"email {facts.kind}: {p}" for p in html_problems(parts["text/html"], hostile, names,
+                                                                       {"div", "p", "ul", "li"})]
+    assert not problems, "\n".join(problems)
 
 
 # The one way to get around the escaping -------------------------------------------------------------------------

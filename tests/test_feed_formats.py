@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from config import BUNDLED_DIR, Config, load_config
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import engine_for, session_scope, upgrade
 from storage.models import Observation, ObservationRevision
 

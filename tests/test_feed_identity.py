@@ -19,9 +19,10 @@ import yaml
 from sqlalchemy import select
 
 from config import BUNDLED_DIR, Config, load_config
-from feeds.inbox import process_inbox_file
-from feeds.ingest import ingest_path
+from config.settings import Settings
 from feeds.pull import pull_vendor
+from intake.inbox import process_inbox_file
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.models import FeedFile, Observation, PulseSurvey
 from tests.conftest import TEST_CONFIG, subprocess_env
@@ -29,7 +30,6 @@ from tests.support.tls_capture import CapturingHTTPSServer
 from tests.test_pull import CHANNEL_ENV, FEED_PATH, NOW, TOKEN_ENV, Feed, feed, recent_months, server, trusted
 from tests.worker_process import vendorwatch
 from worker.demo.run import DATA_DIR
-from worker.settings import Settings
 
 __all__ = ["feed", "server", "trusted"]  # pytest fixtures borrowed from test_pull
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from alerts.delivery import deliver
 from alerts.evaluate import evaluate_practices
 from config import load_config
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.models import Alert, Notification
 from tests.conftest import TEST_CONFIG

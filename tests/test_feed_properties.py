@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from config import BUNDLED_DIR, Config, load_config
-from feeds.ingest import IngestResult, ingest_path, is_pulse_export
 from feeds.parse import Table, json_table, read_table
 from feeds.validate import FeedOrigin, Problem, validate_table
+from intake.ingest import ingest_path, is_pulse_export
 from storage.db import engine_for, session_scope, upgrade
 from storage.models import FeedFile, FeedRejection, Observation, ObservationRevision
+from storage.uploads import IngestResult
 from tests.support.services import drop_postgres_database, fresh_postgres_database
 
 TODAY = dt.date(2026, 11, 23)

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from config import Config, load_config
-from feeds.ingest import ingest_path
 from feeds.parse import parse_number, read_table
-from feeds.periods import parse_period
 from feeds.validate import FeedOrigin, ObservationIn, Problem, spreadsheet_column, validate_table
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.models import FeedFile, FeedRejection, Observation, ObservationRevision
+from storage.periods import parse_period
 from tests.conftest import TEST_CONFIG
 
 TODAY = dt.date(2026, 6, 15)

@@ -14,8 +14,8 @@ import pytest
 
 from config import Config, Vendor, load_config
 from feeds.freshness import FeedDue, next_due
-from feeds.ingest import ingest_path
 from feeds.status import feed_status
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from tests.conftest import TEST_CONFIG, subprocess_env
 from tests.worker_process import vendorwatch

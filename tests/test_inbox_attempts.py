@@ -14,16 +14,16 @@ import pytest
 from sqlalchemy import func, select
 
 from config import BUNDLED_DIR, load_config
-from feeds.inbox import MAX_UNFINISHED, attempt, process_inbox_file
+from config.settings import Settings
+from intake.inbox import MAX_UNFINISHED, attempt, process_inbox_file
 from storage.db import session_scope
 from storage.models import FeedRejection, Observation
-from worker.settings import Settings
 
 FEED = "kpi,period,value\ndays_in_ar,2026-09,41\n"
 DIE_INSIDE_AN_ATTEMPT = """
 import os, signal, sys, time
 from pathlib import Path
-from feeds.inbox import attempt
+from intake.inbox import attempt
 with attempt(Path(sys.argv[1]), Path(sys.argv[2])) as unfinished:
     print(unfinished, flush=True)
     if sys.argv[3] == "hold":

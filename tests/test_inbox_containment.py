@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select, text
 
 from config import BUNDLED_DIR, load_config
-from feeds.inbox import HIDDEN_GRACE_SECONDS
-from feeds.ingest import ingest_path
+from intake.inbox import HIDDEN_GRACE_SECONDS
+from intake.ingest import ingest_path
 from storage.db import engine_for, session_scope
 from storage.models import Base, FeedRejection, Notification
 from tests.conftest import stack_env
@@ -201,7 +201,7 @@ def test_the_ingest_task_refuses_a_path_outside_the_inbox(vw_env: dict[str, str]
 
 
 def test_a_pinned_file_reads_what_was_checked_even_if_swapped_for_a_link(tmp_path: Path) -> None:
-    from feeds.inbox import pinned
+    from intake.inbox import pinned
 
     inbox = tmp_path / "inbox"
     feed = inbox / "maple-clinic" / "claimright" / "feed.csv"

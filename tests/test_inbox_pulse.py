@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from config import BUNDLED_DIR, load_config
-from feeds.inbox import process_inbox_file
+from config.settings import Settings
+from intake.inbox import process_inbox_file
 from worker.demo.run import DATA_DIR
-from worker.settings import Settings
 
 
 def drop(inbox: Path, source: Path) -> Path:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from alerts.evaluate import evaluate_practices
 from alerts.messages import FAMILIES, render_alert
 from config import load_config
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.models import FeedFile, Notification
 from tests.conftest import TEST_CONFIG

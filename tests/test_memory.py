@@ -20,7 +20,7 @@ from sqlalchemy import select
 import alerts.lifecycle as lifecycle
 from alerts.evaluate import evaluate_practices
 from config import BUNDLED_DIR, load_config
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import engine_for, session_scope, upgrade
 from storage.models import Alert, FeedRejection
 from tests.conftest import TEST_CONFIG, subprocess_env

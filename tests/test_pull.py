@@ -17,8 +17,8 @@ import yaml
 from sqlalchemy import func, select
 
 from config import Config, load_config
-from feeds.ingest import ingest_path
 from feeds.pull import PullFailed, PullMisconfigured, PullOutcome, pull_due, pull_vendor
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.models import FeedFile, FeedPull, Observation, Rerun
 from tests.conftest import TEST_CONFIG, reset_caches, subprocess_env

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from config import BUNDLED_DIR, Config, load_config
 from config.schema import SurveysFile
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from pulse.forms import Respondent, Responses, parse_google_forms
 from pulse.scores import score
 from storage.db import engine_for, session_scope

@@ -10,18 +10,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from alerts.checkins import send_checkin_reminders
 from alerts.evaluate import evaluate_practices
-from alerts.messages import render_alert
-from alerts.rules import Point, judge_baseline, judge_threshold, thresholds_for
+from alerts.messages import render_alert, render_operator
+from alerts.rules import Point, judge_baseline, judge_threshold, overdue_verdict, thresholds_for
 from config import BUNDLED_DIR, Config, load_config
-from feeds.ingest import IngestResult, ingest_path
-from pulse.remind import send_checkin_reminders
-from pulse.report import pulse_report
-from pulse.schedule import overdue_verdict, reminders_due
+from digest.pulse_report import pulse_report
+from intake.ingest import ingest_path
+from pulse.schedule import reminders_due
 from pulse.scores import readiness_verdict
 from pulse.staff import STAFF_VENDOR_ID, staff_vendor
 from storage.db import session_scope
 from storage.models import Alert, Notification, Observation, ObservationRevision, PulseReminder, PulseSurvey
+from storage.uploads import IngestResult
 from tests.test_pulse_support import GO_LIVE, config_with, google_export, person, pine_clinic, staff, write_export
 
 NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -315,7 +316,8 @@ def test_a_check_in_reminder_is_written_once(postgres_url: str) -> None:
         notification = session.get(Notification, first[0])
         assert notification is not None and notification.kind == "operator"
         assert notification.title == "Staff check-in due: Pine Clinic, two weeks after Acme RCM went live"
-        assert "closes by 2026-03-15" in notification.payload["message"]
+        assert notification.payload["facts"]["due_on"] == "2026-03-15"
+        assert "closes by 2026-03-15" in render_operator(notification.payload, notification.title, "text").body
         assert session.scalar(select(func.count()).select_from(PulseReminder)) == 1
 
 

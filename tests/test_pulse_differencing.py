@@ -15,10 +15,11 @@ from alerts.evaluate import evaluate_practices
 from config import Config
 from digest.build import build_digest
 from digest.render import render_digest
-from feeds.ingest import IngestResult, ingest_path
+from intake.ingest import ingest_path
 from pulse.anonymity import replacement_held_back
 from storage.db import session_scope
 from storage.models import Alert, Notification
+from storage.uploads import IngestResult
 from tests.test_pulse_support import config_with, google_export, pine_clinic, staff, write_export
 
 OPENED, LATER = dt.date(2026, 10, 26), dt.date(2026, 10, 27)

@@ -12,7 +12,7 @@ import pytest
 
 from config import BUNDLED_DIR, Config, load_config
 from config.schema import SurveysFile
-from feeds.ingest import is_pulse_export
+from intake.ingest import is_pulse_export
 from pulse.cells import parse_answer
 from pulse.detect import SurveyTool, detect_tool
 from pulse.forms import SurveyRejected, parse_export

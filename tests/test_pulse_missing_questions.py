@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from config import BUNDLED_DIR, Config, load_config
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from pulse.forms import parse_export
 from tests.conftest import TEST_CONFIG, subprocess_env
 from tests.worker_process import vendorwatch

@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from config import BUNDLED_DIR, Config, load_config
-from feeds.ingest import IngestResult, ingest_path
+from digest.pulse_report import PulseReport, pulse_report
+from intake.ingest import ingest_path
 from pulse.anonymity import visible_groups
-from pulse.report import PulseReport, pulse_report
 from storage.db import session_scope
 from storage.models import Observation, PulseSurvey
+from storage.uploads import IngestResult
 from tests.test_pulse_formats import EXPORTS, FIXTURES, PRIVATE
 from tests.test_pulse_support import config_with, dump_database, google_export, pine_clinic, staff, write_export
 

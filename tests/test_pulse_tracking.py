@@ -9,13 +9,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from alerts.checkins import send_checkin_reminders
 from alerts.evaluate import evaluate_practices
 from alerts.lifecycle import Change
 from config import Config, Practice, Vendor
 from config.schema import PulseSchedule
 from digest.build import build_digest
 from digest.render import render_digest
-from pulse.remind import send_checkin_reminders
 from storage.db import session_scope
 from storage.models import Notification, PulseTracking
 from tests.test_dates_and_wording import messages, words

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from alerts.delivery import DeliveryIncomplete, deliver
 from alerts.evaluate import evaluate_practices
 from config import Channel, Config, load_config
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.models import DeliveryAttempt, Notification
 from tests.conftest import TEST_CONFIG, reset_caches

@@ -205,8 +205,8 @@ def test_the_heartbeat_task_pings_the_switch_through_a_real_worker_and_survives_
 ) -> None:
     env = env_for(tmp_path, postgres_url, redis_url, VENDORWATCH_HEARTBEAT_URL=check_server.url)
     with started_worker(env, loglevel="DEBUG") as worker:
+        from config.settings import Settings
         from worker.app import create_app
-        from worker.settings import Settings
 
         client = create_app(Settings(broker_url=redis_url, data_dir=tmp_path / "client"))
         client.send_task("monitor.heartbeat")

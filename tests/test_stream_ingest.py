@@ -22,8 +22,9 @@ from sqlalchemy import text
 
 import feeds.stream
 from config import BUNDLED_DIR, Config, load_config
-from feeds.ingest import IngestResult, ingest_path
+from intake.ingest import ingest_path
 from storage.db import session_scope
+from storage.uploads import IngestResult
 from tests.support.same_outcome import (
     CLEAN_CP1252,
     CLEAN_MESSY,
@@ -179,7 +180,7 @@ def test_a_file_naming_neither_practice_nor_vendor_with_start_and_end_columns_is
     config: Config, stream_url: str, rows_url: str, tmp_path: Path
 ) -> None:
     """The practice and vendor come from the operator (or the inbox folder); the period from two date columns.
-    Each span gets the label feeds.periods gives it, stored once in period_label."""
+    Each span gets the label storage.periods gives it, stored once in period_label."""
     data = (b"KPI,Period_Start,Period_End,Value\n"
             b"days_in_ar,2022-01-01,2022-01-31,40\n"
             b"days_in_ar,2022-01-03,2022-01-09,41\n"

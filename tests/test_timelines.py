@@ -28,7 +28,7 @@ from alerts.evaluate import evaluate_practices
 from alerts.lifecycle import Change
 from alerts.operations import acknowledge, add_silence
 from config import Config, load_config
-from feeds.ingest import ingest_path
+from intake.ingest import ingest_path
 from storage.db import engine_for, session_scope, upgrade
 from storage.models import Alert, AlertEvent, Base, Notification
 from tests.conftest import TEST_CONFIG, reset_caches

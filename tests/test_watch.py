@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from feeds.watch import watch_inbox
+from intake.watch import watch_inbox
 from storage.db import session_scope
 from storage.models import Observation
 from tests.conftest import stack_env

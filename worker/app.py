@@ -15,8 +15,10 @@ from celery.schedules import crontab
 from celery.signals import worker_process_init
 
 from config import secrets
-from worker.settings import Settings, get_settings
+from config.settings import Settings, get_settings
 
+# The tasks are Celery shared tasks (tasks/ never imports this module): each app that includes them gets its own
+# copy, and `task.delay()` sends through the current app, which importing this module makes ours.
 TASK_MODULES = ["tasks.ingest", "tasks.evaluate", "tasks.deliver", "tasks.digest", "tasks.pull", "tasks.pulse",
                 "tasks.heartbeat"]
 # The longest task may run this long before the worker kills it ...
@@ -99,7 +101,10 @@ def beat_options(settings: Settings) -> dict[str, object]:
 
 def create_app(settings: Settings) -> Celery:
     broker_url, transport_options = broker_options(settings)
-    app = Celery("vendorwatch", broker=broker_url, backend=settings.result_backend, include=TASK_MODULES)
+    # Not current on creation: a second app made here (a test's producer, `status`'s client) must not take over
+    # the shared tasks' `.delay()` from the deployment's app below.
+    app = Celery("vendorwatch", broker=broker_url, backend=settings.result_backend, include=TASK_MODULES,
+                 set_as_current=False)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -138,6 +143,8 @@ def redact_celery_logs(logger: logging.Logger, **_: object) -> None:
 
 
 app = create_app(get_settings())
+app.set_default()  # every thread, Celery's pool threads too, sends the shared tasks through this app
+app.set_current()
 
 
 @worker_process_init.connect

@@ -110,7 +110,7 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
             self.down_since = None
 
     def give_up_seconds(self) -> int:
-        from worker.settings import get_settings
+        from config.settings import get_settings
 
         return get_settings().beat_give_up_seconds
 

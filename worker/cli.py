@@ -79,6 +79,9 @@ cli.add_typer(alerts_cli, name="alerts")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(notify_cli, name="notify")
 cli.add_typer(feeds_cli, name="feeds")
+remits_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True,  # remits (issue 16)
+                         help="Figures recomputed from the payers' 835 remittances.")
+cli.add_typer(remits_cli, name="remits")
 
 PIPED_WIDTH = 200
 
@@ -101,7 +104,7 @@ class Options:
 
     def use_config_dir(self, config_dir: Path) -> None:
         """Everything that reads the configuration (the CLI, tasks run in this process) asks the settings."""
-        from worker.settings import get_settings
+        from config.settings import get_settings
 
         os.environ["VENDORWATCH_CONFIG"] = str(config_dir)
         get_settings.cache_clear()
@@ -153,7 +156,7 @@ def main_options(
     from config import secrets
 
     secrets.install()  # before anything reads a URL: urllib3 logs request lines (a Teams `sig=`) at DEBUG
-    from worker.settings import get_settings
+    from config.settings import get_settings
 
     get_settings.cache_clear()
     ctx.obj = Options(config_dir=get_settings().config, as_json=as_json)
@@ -165,8 +168,8 @@ def prepare_database() -> None:
     """The embedded SQLite database is created and migrated on first use; a server database is migrated by
     `db upgrade` alone (one deliberate step, see docker-compose.yml), so a command run before it stops here and
     says so, instead of a traceback about a missing table."""
+    from config.settings import get_settings
     from storage.db import upgrade
-    from worker.settings import get_settings
 
     if get_settings().resolved_database_url().startswith("sqlite"):
         upgrade()
@@ -264,9 +267,12 @@ def watch(
     import signal
     import threading
 
-    from feeds.watch import watch_inbox
+    from config.settings import get_settings
+    from intake.watch import watch_inbox
     from tasks.ingest import ingest_file
-    from worker.settings import get_settings
+    from worker.app import app
+
+    app.set_current()  # ingest_file is a shared task: it is sent through the current app, ours
 
     logging.getLogger().setLevel(loglevel.upper())
     log = logging.getLogger("vendorwatch.watch")
@@ -302,15 +308,21 @@ def ingest(
     ] = None,
 ) -> None:
     """Ingest files now; exit 3 if any file is rejected."""
-    from feeds.ingest import ingest_path
+    from intake.ingest import ingest_path
 
     config = ctx.obj.config()
     prepare_database()
     results = []
     show_progress = sys.stderr.isatty() and not ctx.obj.as_json and len(paths) > 1
+    from remits.keys import RemitKeyMissing  # remits (issue 16)
+
     for path in track(paths, description="Ingesting", console=err) if show_progress else paths:
-        results.append(ingest_path(path, config, source="cli", practice=practice, vendor=vendor,
-                                   survey_tool=survey_tool.value if survey_tool else None))
+        try:
+            results.append(ingest_path(path, config, source="cli", practice=practice, vendor=vendor,
+                                       survey_tool=survey_tool.value if survey_tool else None))
+        except RemitKeyMissing as exc:  # the operator's setting, not the file: exit 1, the file untouched
+            err.print(f"error: {path}: {exc}", highlight=False)
+            raise typer.Exit(1) from None
     changed = sorted({p for r in results if r.changed for p in r.practices})
     evaluations = run_evaluation(config, changed) if evaluate and changed else []
     emit(ctx, {"files": [r.as_dict() for r in results], "evaluations": evaluations})
@@ -325,6 +337,7 @@ def print_ingest_results(results: list[Any]) -> None:
         colour = {"accepted": "green", "duplicate": "yellow", "rejected": "red"}[result.status]
         # A pulse export's rows are people and what it stores are scores: never count the two as one thing.
         rows, stored = ("responses", " scores") if result.kind == "pulse" else ("rows", "")
+        rows = "claims" if result.kind == "remits" else rows  # remits (issue 16)
         detail = (
             f"{result.rows} {rows}" if result.status != "rejected" else f"{len(result.problems)} problem(s)"
         )
@@ -341,8 +354,8 @@ def deliver_now(config: Config, notification_id: int) -> dict[str, Any]:
     """Deliver one outbox row in this process, and the operator alert a permanent failure raises; transient
     failures stay in the outbox for the worker's retries."""
     from alerts.delivery import DeliveryIncomplete, deliver
+    from config.settings import get_settings
     from storage.db import session_scope
-    from worker.settings import get_settings
 
     with session_scope() as session:
         try:
@@ -768,6 +781,65 @@ def feeds_status(ctx: typer.Context) -> None:
     emit(ctx, rows, table)
 
 
+# --- remits (issue 16) ---------------------------------------------------------------------------------------------
+@remits_cli.command("summary")
+def remits_summary(
+    ctx: typer.Context,
+    practice: Annotated[str, typer.Option(help="Practice id.")],
+    month: Annotated[str | None, typer.Option(help="Only this month of payment (YYYY-MM).")] = None,
+    payer: Annotated[str | None, typer.Option(help="Only this payer (id or name, as in kpis.yaml).")] = None,
+) -> None:
+    """Per month of payment and payer: claims, denials, first-pass denial rate, payments, days to payment."""
+    from remits.summary import payer_id_of, summary
+    from storage.db import session_scope
+
+    config = ctx.obj.config()
+    if config.practice(practice) is None:
+        raise usage_error(f"unknown practice {practice!r}")
+    payer_id = payer_id_of(config, payer) if payer else None
+    if payer and payer_id is None:
+        raise usage_error(f"unknown payer {payer!r} (kpis.yaml remits.payers)")
+    prepare_database()
+    with session_scope() as session:
+        figures = summary(session, config, practice, parse_month(month), payer_id)
+    rows = [f.as_dict() for f in figures]
+    emit(ctx, {"practice": practice, "months": rows}, remits_table(rows) if rows else "no remittances stored")
+
+
+def parse_month(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.datetime.strptime(text, "%Y-%m").date()
+    except ValueError:
+        raise usage_error(f"--month {text!r}: use YYYY-MM") from None
+
+
+def usage_error(message: str) -> typer.Exit:
+    err.print(f"error: {message}", highlight=False)
+    return typer.Exit(2)
+
+
+def remits_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("month", "payer", "claims", "denied", "1st-pass denial", "by $", "payments", "PLB",
+                  "patient resp.", "contractual", "days median", "days p90", "top denial reasons")
+
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}%"
+
+    for row in rows:
+        reasons = ", ".join(f"{name} {count}" for name, count in list(row["denial_categories"].items())[:3])
+        table.add_row(row["month"], row["payer"], f"{row['claims_adjudicated']:,}", f"{row['claims_denied']:,}",
+                      rate(row["first_pass_denial_rate"]), rate(row["first_pass_denial_rate_dollars"]),
+                      f"${row['payments']:,.2f}", f"${row['provider_adjustments']:,.2f}",
+                      f"${row['patient_responsibility']:,.2f}", f"${row['contractual_adjustments']:,.2f}",
+                      "-" if row["days_to_payment_median"] is None else f"{row['days_to_payment_median']:g}",
+                      "-" if row["days_to_payment_p90"] is None else str(row["days_to_payment_p90"]),
+                      reasons or "-")
+    return table
+# --- end remits -----------------------------------------------------------------------------------------------------
+
+
 @notify_cli.command("test")
 def notify_test(
     ctx: typer.Context,
@@ -812,7 +884,7 @@ def status(
     ] = None,
 ) -> None:
     """Is vendorwatch doing its job? Broker, database, workers, beat, outbox and inbox; exit 1 when unhealthy."""
-    from worker.settings import get_settings
+    from config.settings import get_settings
     from worker.status import CHECK_NAMES, is_healthy, system_status
 
     unknown = sorted(set(only or ()) - set(CHECK_NAMES))

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from config.secrets import redact
-from worker.settings import Settings
+from config.settings import Settings
 
 # Delivery retries a failing target for about half an hour (30 s doubling, 6 times) and deliver_pending runs every
 # 10 minutes; a notification pending for an hour is stuck.
@@ -120,7 +120,7 @@ def check_outbox(now: dt.datetime) -> Check:
 
 
 def check_inbox(inbox: Path, now: float) -> Check:
-    from feeds.inbox import list_inbox
+    from intake.inbox import list_inbox
 
     ages = [now - path.stat().st_mtime for path in list_inbox(inbox)]
     if not ages:

@@ -12,9 +12,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from config import Config
-from feeds.ingest import IngestResult, ingest_path
+from intake.ingest import ingest_path
 from storage.db import engine_for, session_scope, upgrade
 from storage.models import Observation
+from storage.uploads import IngestResult
 from tests.support.same_outcome import database
 
 TODAY = dt.date(2026, 11, 23)

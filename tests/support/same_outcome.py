@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from config import Config
-from feeds.ingest import IngestResult, ingest_path
+from intake.ingest import ingest_path
 from storage.db import engine_for, session_scope, upgrade
 from storage.models import Observation, ObservationRevision
+from storage.uploads import IngestResult
 from tests.support.services import drop_postgres_database, fresh_postgres_database
 
 TODAY = dt.date(2026, 11, 23)

@@ -28,7 +28,7 @@ TASK_TIMEOUT = 120
 def prepare_environment(home: Path) -> None:
     """Point every setting at the demo's own folder; never at the operator's broker or database."""
     from config import BUNDLED_DIR
-    from worker.settings import get_settings
+    from config.settings import get_settings
 
     if home.exists():
         shutil.rmtree(home)
@@ -39,6 +39,8 @@ def prepare_environment(home: Path) -> None:
             "VENDORWATCH_CONFIG": str(BUNDLED_DIR),
             "VENDORWATCH_DRY_RUN": "true",
             "VENDORWATCH_RESULT_BACKEND": "cache+memory://",
+            # issue 16: the demo's own database only; a real install sets its own secret
+            "VENDORWATCH_REMIT_KEY": "demo-remit-key-not-a-secret",
         }
     )
     for name in ("VENDORWATCH_BROKER_URL", "VENDORWATCH_DATABASE_URL"):
@@ -50,7 +52,7 @@ def stage_inbox(inbox: Path) -> list[Path]:
     """Copy the bundled files into inbox/<practice>/<vendor>/ as an SFTP drop would, settled (not mid-upload)."""
     staged = []
     settled = time.time() - 60
-    for source in sorted(DATA_DIR.rglob("*.csv")):
+    for source in sorted([*DATA_DIR.rglob("*.csv"), *DATA_DIR.rglob("*.835")]):  # 835s: issue 16
         target = inbox / source.relative_to(DATA_DIR)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
@@ -62,8 +64,8 @@ def stage_inbox(inbox: Path) -> list[Path]:
 def run_demo(out_dir: Path, console: Console, home: Path = Path("var/demo")) -> dict[str, Any]:
     started = time.monotonic()
     prepare_environment(home.resolve())
+    from config.settings import get_settings
     from storage.db import upgrade
-    from worker.settings import get_settings
 
     upgrade()
     settings = get_settings()
@@ -88,6 +90,7 @@ def print_digests(console: Console, runs: list[dict[str, Any]]) -> None:
 def run_tasks(files: list[Path], out_dir: Path, console: Console) -> dict[str, Any]:
     from celery.contrib.testing.worker import start_worker
 
+    from config.settings import get_settings
     from digest.region import regions_of
     from tasks.context import current_config
     from tasks.deliver import deliver_task
@@ -95,7 +98,6 @@ def run_tasks(files: list[Path], out_dir: Path, console: Console) -> dict[str, A
     from tasks.evaluate import evaluate_task
     from tasks.ingest import ingest_file
     from worker.app import create_app
-    from worker.settings import get_settings
 
     app = create_app(get_settings())
     for task in (ingest_file, evaluate_task, deliver_task, weekly_digest, regional_digest):
@@ -207,7 +209,7 @@ def print_alerts(console: Console) -> list[dict[str, Any]]:
 def write_outputs(out_dir: Path, week: str) -> list[Path]:
     """Copy what the dry run 'sent' (digests with their whole email, regional roll-ups, alert messages) to ./out,
     as a user would look at them."""
-    from worker.settings import get_settings
+    from config.settings import get_settings
 
     dry_run = get_settings().data_dir / "dry-run"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -34,18 +34,11 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from config import Config
-from feeds.ingest import (
-    IngestResult,
-    file_away,
-    ingest_path,
-    is_pulse_export,
-    origin_from_inbox,
-    record_rejection,
-    unfollowed,
-)
-from feeds.parse import fingerprint
-from feeds.validate import FeedOrigin, Problem
-from worker.settings import Settings
+from config.settings import Settings
+from intake.ingest import file_away, ingest_path, is_pulse_export, origin_from_inbox, unfollowed
+from remits.envelope import is_x12
+from storage.observations import Problem
+from storage.uploads import FeedOrigin, IngestResult, fingerprint, record_rejection
 
 log = logging.getLogger(__name__)
 STABLE_SECONDS = 2.0
@@ -292,4 +285,5 @@ def set_aside(path: Path, unfinished: int, database_url: str | None, origin: Fee
                       "worker's log and memory, then drop the file in the inbox again.")
     record_rejection(path, fp.sha256, "inbox", [problem], database_url, origin)
     kind = "pulse" if is_pulse_export(fp.head) else "feed"
+    kind = "remits" if is_x12(fp.head) else kind
     return IngestResult(str(path), "rejected", kind=kind, problems=[problem], problem_count=1)

@@ -12,7 +12,7 @@ rename it when done, or they write the final name in place):
   changed, it waits again.
 - Then it calls `enqueue(path)` once per (path, mtime, size): a second event for the same finished file is dropped.
 - A link, a FIFO or a device appearing in the inbox (created, moved in, or found by a sweep) is enqueued the same
-  way, never opened here: the worker sets it aside unread and tells the operator (feeds.inbox). A dot-named file
+  way, never opened here: the worker sets it aside unread and tells the operator (intake.inbox). A dot-named file
   may be an upload in progress; the beat scan sets it aside once it has not changed for a long while.
 - At start it also picks up every file already in the inbox (dropped while the watcher was down), and a folder
   created or moved into the inbox is swept the same way (files may land in it before inotify watches it). Both
@@ -46,7 +46,7 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver
 
-from feeds.inbox import IGNORED_SUFFIXES, list_inbox, walk_inbox
+from intake.inbox import IGNORED_SUFFIXES, list_inbox, walk_inbox
 
 log = logging.getLogger(__name__)
 

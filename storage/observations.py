@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import islice
 
 from sqlalchemy import BindParameter, Connection, bindparam, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from feeds.validate import ObservationIn, Problem
 from storage.models import FeedFile, UTCDateTime
+from storage.periods import Period
 
 BATCH = 5000
 SERIES_MATCH = "r.practice_id = s.practice_id AND r.vendor_id = s.vendor_id AND r.kpi = s.kpi AND r.segment = s.segment"
@@ -38,6 +38,52 @@ STAGING_DDL = (
     "value DOUBLE PRECISION NOT NULL)"
 )
 STAGING_COLUMNS = "line, practice_id, vendor_id, kpi, period, period_start, period_end, segment, value"
+
+
+# What feeds/ and pulse/ hand the writer: rows, and what is wrong with a file (stored with its rejection).
+MAX_QUOTED = 80  # characters of a cell an error message repeats
+
+
+def quoted(cell: str | None) -> str | None:
+    """A cell as an error may repeat it: cut to MAX_QUOTED characters. Errors are stored, mailed and logged, so a
+    file (or whatever it turned out to be) must never travel whole inside one."""
+    if cell is None or len(cell) <= MAX_QUOTED:
+        return cell
+    return cell[:MAX_QUOTED] + "…"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a file. `column` and `value` come from the file (a header, a cell) and are cut short
+    here, once, for every reader (feeds, pulse exports, the inbox)."""
+
+    row: int
+    column: str | None
+    value: str | None
+    message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "column", quoted(self.column))
+        object.__setattr__(self, "value", quoted(self.value))
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        column = f", column {self.column}" if self.column else ""
+        value = f" ({self.value!r})" if self.value not in (None, "") else ""
+        return f"row {self.row}{column}{value}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ObservationIn:
+    practice_id: str
+    vendor_id: str
+    kpi: str
+    period: Period
+    segment: str
+    value: float
+    row: int
 
 
 @dataclass(frozen=True)

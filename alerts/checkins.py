@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from alerts.operator import enqueue_operator_alert
+from alerts.operator import CheckinDue, PulseDue, enqueue_operator_alert
 from config import Config, Practice
 from pulse.schedule import CheckIn, reminders_due
 from pulse.tracking import tracking_start
@@ -47,24 +47,14 @@ def remind_once(session: Session, config: Config, practice: Practice, checkin: C
             session.add(reminder)
     except IntegrityError:
         return None
-    title, message = reminder_text(practice, checkin)
-    reminder.notification_id = enqueue_operator_alert(
-        session, config, title=title, message=message, practice_id=practice.id,
-        details=[f"Export the responses as CSV and drop the file in inbox/{practice.id}/ (or run: vendorwatch "
-                 f"ingest FILE --practice {practice.id}).",
-                 f"Results are shown only for groups of at least {config.surveys.min_group_size} people; "
-                 "names, emails and comments are never stored."],
-    )
+    reminder.notification_id = enqueue_operator_alert(session, config, reminder_facts(config, practice, checkin),
+                                                      practice_id=practice.id)
     return reminder.notification_id
 
 
-def reminder_text(practice: Practice, checkin: CheckIn) -> tuple[str, str]:
-    due = checkin.due_on.isoformat()
+def reminder_facts(config: Config, practice: Practice, checkin: CheckIn) -> CheckinDue | PulseDue:
+    """The first check-in after a vendor went live, or the next one by the practice's cadence."""
+    due, group = checkin.due_on.isoformat(), config.surveys.min_group_size
     if checkin.vendor_name and checkin.go_live:
-        return (f"Staff check-in due: {practice.name}, two weeks after {checkin.vendor_name} went live",
-                f"{checkin.vendor_name} went live on {checkin.go_live.isoformat()}. The first one to two weeks "
-                f"after a change are when staff most need to be heard: send the staff pulse survey so it closes "
-                f"by {due}, and ask what still feels unclear or uncertain.")
-    return (f"Staff pulse due: {practice.name}, by {due}",
-            f"The next staff pulse survey is due by {due} (every {practice.pulse.cadence_days} days). Send it this "
-            "week; the results show how workload, clarity, trust and burnout move while the vendors settle in.")
+        return CheckinDue(practice.id, practice.name, checkin.vendor_name, checkin.go_live.isoformat(), due, group)
+    return PulseDue(practice.id, practice.name, due, practice.pulse.cadence_days, group)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from worker.settings import Settings, get_settings
+from config.settings import Settings, get_settings
 
 # Long enough to outlive any broken edit someone is still fixing; short enough that Redis is not a junk drawer.
 CLAIM_SECONDS = 7 * 86400
