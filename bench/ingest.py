@@ -239,8 +239,7 @@ def instrument(phases: list[tuple[str, float, float, float]], statements: dict[s
         return wrapper
 
     intake_module.fingerprint = timed("fingerprint", intake_module.fingerprint)
-    for name in ("claim_file", "store_first_delivery", "prepare_staging", "stage_in_database",
-                 "stage_row_by_row", "merge",
+    for name in ("claim_file", "store_first_delivery", "prepare_staging", "stage_row_by_row", "merge",
                  "staged_practices"):
         setattr(ingest_module, name, timed(name, getattr(ingest_module, name)))
 

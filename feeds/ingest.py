@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from feeds.bulk import stage_in_database
 from feeds.parse import Table, UnreadableRow, is_json_feed, json_table, stream_table
 from feeds.stream import KeysStored, store_first_delivery
 from feeds.validate import (
@@ -38,9 +37,9 @@ from storage.observations import (
 )
 from storage.uploads import IngestResult, Upload, record_rejection
 
-# On PostgreSQL, before the row-by-row check: a first delivery streamed into observation_value (feeds.stream), then
-# the in-database check of a long CSV (feeds.bulk). Either only ever accepts; on doubt the next one runs.
-FAST_CHECKS = ("streamed", "postgresql")
+# On PostgreSQL, before the row-by-row check: a first delivery streamed into observation_value (feeds.stream). It
+# only ever accepts; on doubt, and for a file with values already stored (a correction), the row-by-row check runs.
+FAST_CHECKS = ("streamed",)
 
 
 class FileRejected(Exception):
@@ -94,9 +93,7 @@ def load_and_merge(session: Session, upload: Upload, feed_id: int) -> tuple[int,
     connection = session.connection()
     now = utcnow()
     fast = FAST_CHECKS if upload.fast is None else upload.fast
-    on_postgresql = connection.dialect.name == "postgresql"
-    in_database = on_postgresql and "postgresql" in fast
-    if on_postgresql and "streamed" in fast:
+    if connection.dialect.name == "postgresql" and "streamed" in fast:
         try:
             streamed = store_first_delivery(connection, upload, feed_id)
         except KeysStored:
@@ -104,15 +101,10 @@ def load_and_merge(session: Session, upload: Upload, feed_id: int) -> tuple[int,
         else:
             if streamed is not None:
                 return streamed.rows, StoreCounts(streamed.rows, 0, 0), streamed.practices, "streamed"
-            in_database = False  # not provably clean: the in-database check would doubt it too
     prepare_staging(connection)
-    staged = stage_in_database(connection, upload) if in_database else None
-    if staged is not None:
-        total, checked_in = staged, "postgresql"
-    else:
-        total, checked_in = stage_row_by_row(connection, upload), "python"
+    total = stage_row_by_row(connection, upload)
     counts = merge(connection, feed_id, now)
-    return total, counts, staged_practices(connection), checked_in
+    return total, counts, staged_practices(connection), "python"
 
 
 def stage_row_by_row(connection: Connection, upload: Upload) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,10 +99,15 @@ def data_rows(reader: Iterator[list[str]], columns: list[str]) -> Iterator[tuple
         raise UnreadableRow(row_number + 1, f"not readable CSV from here on ({exc})") from exc
 
 
+def is_blank(cells: Iterable[str]) -> bool:
+    """Nothing but empty or space-only cells: a row every path skips (the streamed one asks per distinct cell)."""
+    return not any(map(str.strip, cells))
+
+
 def numbered_rows(reader: Iterator[list[str]], columns: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
     width = len(columns)
     for row_number, record in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in record):
+        if is_blank(record):
             continue
         row = dict(zip(columns, (cell.strip() for cell in record), strict=False))
         if len(record) < width:

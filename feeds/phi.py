@@ -1,5 +1,5 @@
 """Patient data hiding in a feed's text cells: the shapes of an SSN, a member id, a phone number, a date of birth
-and an email address. Pure; every ingest path asks `phi_shape` (the fast paths through `check_segment`).
+and an email address. Pure; every ingest path asks `phi_shape` (the streamed one through the segment rule, feeds.rules).
 
 A feed carries aggregate KPIs, so its free text is a few names (a payer, a location, a provider) and ids from the
 configuration. The shapes are narrow enough that real segment names pass ('payer:Blue Cross 2024',

@@ -3,12 +3,14 @@
 The file is read once, in blocks of some 50,000 rows, by Apache Arrow's CSV reader, which splits cells as
 Python's CSV reader does (quotes, doubled quotes, a quoted cell over several lines, any line ending); a row of the
 wrong width is an error there, and the file then goes row by row. Each block arrives as columns that name each
-*distinct* text once (a feed repeats a few practice, KPI, period and segment names on every row). Only those
-distinct texts are judged in Python, by the functions the in-database check uses (feeds.bulk, which calls the
-row-by-row ones); numpy then spreads each verdict over the rows and packs them as PostgreSQL binary COPY rows
-(series id, the period's days, value), sorted by the primary key, so the server parses nothing and mostly appends
-to the key. Python reads the next block while PostgreSQL inserts the last one on the other core. The labels of
-the periods named go to period_label at the end, a row per period.
+*distinct* text once (a feed repeats a few practice, KPI, period and segment names on every row). Every rule of
+feeds.rules.RULES judges each distinct text, or distinct combination of texts for a rule across columns, once, in
+Python: the very rule objects the row-by-row check asks (a rule on a series' columns when such texts are first
+met, on period columns when a period is, on the value once per (alike, value text), any other on its columns'
+distinct combinations in each block). numpy then spreads the values over the rows and packs them as PostgreSQL
+binary COPY rows (series id, the period's days, value), sorted by the primary key, so the server parses nothing
+and mostly appends to the key. Python reads the next block while PostgreSQL inserts the last one on the other
+core. The labels of the periods named go to period_label at the end, a row per period.
 
 Only a first delivery is stored here: the primary key (series, period) refuses any value already stored, and the
 file is then handed to the paths that merge (`KeysStored`). Only a file proven clean is stored here: on any doubt
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -38,29 +40,23 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, text
 
-from feeds.bulk import (
-    GROUP_COLUMNS,
-    PERIOD_COLUMNS,
-    LongLayout,
-    NotProven,
-    judge_group,
-    judge_period,
-    judge_segment,
-    judge_value,
-    long_layout,
-)
-from feeds.validate import RowValidator
+from feeds import rules
+from feeds.parse import Fingerprint, Table, is_blank, is_json_feed, normalise_header, sniff_delimiter
+from feeds.rules import PERIOD_COLUMNS, Context, Rule, ValueKind, Verdicts, scaled
+from feeds.validate import FeedOrigin, check_long_columns, is_wide
 from storage.uploads import Upload
 
 log = logging.getLogger(__name__)
 
+GROUP_COLUMNS = ("practice", "vendor", "kpi", "unit")  # what a value's kind depends on
+SERIES_COLUMNS = (*GROUP_COLUMNS, "segment")
 BLOCK_BYTES = 1 << 22  # some 50,000 rows of a typical feed: sorted at a time, and the memory a block needs
 # Arrow's names for the encodings feeds.parse detects (the BOM is in the header line, which Arrow skips).
 ARROW_ENCODINGS = {"utf-8-sig": "utf8", "cp1252": "cp1252"}
 # New series ids are fetched in blocks, each twice the last: a round trip costs far more than an id, and ids left
 # unused are only a gap in the sequence.
 FIRST_ID_BLOCK, LAST_ID_BLOCK = 64, 16384
-MAX_REMEMBERED_VALUES = 200_000  # (scale and bounds, value text) verdicts kept; past this the memo starts again
+MAX_REMEMBERED_VALUES = 200_000  # (value kind, value text) readings kept; past this the memo starts again
 VALUE_COPY = ("COPY observation_value (series_id, period_start, period_end, value, feed_file_id) FROM STDIN"
               " WITH (FORMAT binary)")
 # PostgreSQL's binary COPY: a signature, then per row the number of fields and each field as its length and bytes
@@ -87,6 +83,10 @@ ROW = np.dtype([  # one binary COPY row of observation_value
 ])
 
 
+class NotProven(Exception):
+    """This file is not provably clean here: leave it to the row-by-row path."""
+
+
 class KeysStored(Exception):
     """A value of this file is stored already: not a first delivery; leave it to the paths that merge."""
 
@@ -100,30 +100,37 @@ class Streamed:
 
 
 @dataclass(frozen=True)
+class LongLayout:
+    columns: tuple[str, ...]  # normalised header names, in file order
+    delimiter: str
+
+
+def long_layout(path: Path, fp: Fingerprint, origin: FeedOrigin) -> LongLayout | None:
+    """The header of a long CSV this path can read, or None."""
+    if fp.encoding not in ARROW_ENCODINGS or is_json_feed(path, fp):
+        return None
+    with path.open("r", encoding=fp.encoding, errors="replace", newline="") as stream:
+        first_line = stream.readline().removesuffix("\n").removesuffix("\r")
+    if not first_line or any(mark in first_line for mark in '"\r\n'):
+        return None  # a quoted or multi-line header: left to the CSV reader of the row-by-row path
+    delimiter = sniff_delimiter(first_line)
+    columns = [normalise_header(name) for name in first_line.removeprefix("\ufeff").split(delimiter)]
+    table = Table(columns=columns, rows=[])
+    if is_wide(table) or check_long_columns(table, origin):  # a column twice is one of its problems
+        return None
+    return LongLayout(tuple(columns), delimiter)
+
+
+@dataclass(frozen=True)
 class Group:
-    """The verdict on one (practice, vendor, KPI, unit) text: the stored ids, the scale for each kind of value and
-    the bounds."""
+    """What one (practice, vendor, KPI, unit) text names: the stored ids and how its values are scaled."""
 
     practice_id: str
     vendor_id: str
     kpi: str
-    scale_plain: float
-    scale_percent: float
-    low: float | None
-    high: float | None
-
-    @property
-    def judged_alike(self) -> tuple[float, float, float | None, float | None]:
-        """What a value's verdict depends on: groups alike share the verdicts on value texts."""
-        return (self.scale_plain, self.scale_percent, self.low, self.high)
-
-    def value(self, cell: str) -> float:
-        """A value cell of this group, scaled; NotProven if it does not pass."""
-        _, number, had_percent = judge_value(cell)
-        value = float(number) * (self.scale_percent if had_percent else self.scale_plain)  # type: ignore[arg-type]
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            raise NotProven("a value outside its KPI's bounds")
-        return value
+    kind: ValueKind
+    texts: tuple[str, ...]  # as the rules read them
+    alike: int  # groups alike in what the value rules' verdicts and the value's reading depend on share it
 
 
 def store_first_delivery(connection: Connection, upload: Upload, feed_file_id: int) -> Streamed | None:
@@ -136,7 +143,7 @@ def store_first_delivery(connection: Connection, upload: Upload, feed_file_id: i
     try:
         with connection.engine.connect() as side, connection.begin_nested():
             streamer = Streamer(connection, side.execution_options(isolation_level="AUTOCOMMIT"), layout,
-                                RowValidator(upload.config, origin, upload.today))
+                                Context(upload.config, origin.practice_id, origin.vendor_id, upload.today))
             return streamer.store(path, fp.encoding, feed_file_id)
     except psycopg.errors.UniqueViolation as exc:
         raise KeysStored(path.name) from exc
@@ -148,18 +155,29 @@ def store_first_delivery(connection: Connection, upload: Upload, feed_file_id: i
 class Streamer:
     """One file's rows, judged text by text, turned into observation_value rows block by block."""
 
-    def __init__(self, connection: Connection, side: Connection, layout: LongLayout, validator: RowValidator):
-        self.connection, self.side, self.layout, self.validator = connection, side, layout, validator
-        self.series_texts = Picker(layout.columns, (*GROUP_COLUMNS, "segment"))
+    def __init__(self, connection: Connection, side: Connection, layout: LongLayout, context: Context):
+        self.connection, self.side, self.layout, self.context = connection, side, layout, context
+        self.series_texts = Picker(layout.columns, SERIES_COLUMNS)
         self.period_texts = Picker(layout.columns, PERIOD_COLUMNS)
         if "value" not in layout.columns:
             raise NotProven("no value column")
-        self.groups: dict[tuple[str, ...], Group] = {}
+        # Each rule of the list (as it is when the file's check starts) is judged where its texts are first met:
+        # on a new (practice, vendor, KPI, unit), segment, series or period; on a new (alike, value text) if it
+        # judges the value and group columns; else on each distinct combination of its columns in each block.
+        self.verdicts = Verdicts(rules.RULES, context)
+        remaining = list(self.verdicts.rules)
+        self.group_rules = RulesOn(GROUP_COLUMNS, remaining, self.verdicts)
+        self.segment_rules = RulesOn(("segment",), remaining, self.verdicts)
+        self.series_rules = RulesOn(SERIES_COLUMNS, remaining, self.verdicts)
+        self.period_rules = RulesOn(PERIOD_COLUMNS, remaining, self.verdicts)
+        self.value_rules = RulesOn((*GROUP_COLUMNS, "value"), remaining, self.verdicts, last="value")
+        self.block_rules = [(rule, Picker(layout.columns, rule.columns, allow_none=True)) for rule in remaining]
         self.segments: dict[str, str] = {}
+        self.groups: dict[tuple[str, ...], Group] = {}
         self.series: dict[tuple[str, ...], tuple[int, Group]] = {}  # the series columns' texts -> id, group
         self.periods: dict[tuple[str, ...], tuple[int, int]] = {}  # texts -> first, last day (since 2000-01-01)
         self.labels: dict[tuple[dt.date, dt.date], str] = {}
-        self.alike: dict[tuple[float, float, float | None, float | None], int] = {}
+        self.alike: dict[tuple[Hashable, ...], int] = {}
         self.values: dict[tuple[int, str], float] = {}  # (groups alike, value text) -> value
         self.known: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
         self.new_series: list[tuple[int, str, str, str, str]] = []
@@ -210,6 +228,7 @@ class Streamer:
         if not kept.any():
             return self.packing(0)
         cells = {name: column.only(kept) for name, column in cells.items()}
+        self.judge_block(cells)
         periods, period_of_row, _ = distinct([cells[name] for name in self.period_texts.present])
         series, series_of_row, first_row = distinct([cells[name] for name in self.series_texts.present])
         series_ids, alike = np.empty(len(series), np.int32), np.empty(len(series), np.int64)
@@ -219,9 +238,9 @@ class Streamer:
                 first_period = periods[period_of_row[first_row[index]]]
                 found = self.series[texts] = self.find_series(self.series_texts.full(texts), first_period)
             series_ids[index], group = found
-            alike[index] = self.alike.setdefault(group.judged_alike, len(self.alike))
+            alike[index] = group.alike
         starts, ends = (np.array(days, np.int32) for days in zip(
-            *(self.judge_period(self.period_texts.full(texts)) for texts in periods), strict=True))
+            *(self.period_days(self.period_texts.full(texts)) for texts in periods), strict=True))
         values = self.row_values(cells["value"], alike[series_of_row], series, series_of_row)
         # Key order: in file order each row lands far from the last in the primary key (a feed lists every series
         # of a practice month by month); in key order the server mostly appends, a third less work.
@@ -236,6 +255,15 @@ class Streamer:
         packed["feed_file_id"] = feed_file_id
         return packed
 
+    def judge_block(self, cells: dict[str, Cells]) -> None:
+        """Every rule judged nowhere else, on each distinct combination of its columns' texts in the block;
+        NotProven at the first refusal."""
+        for rule, picker in self.block_rules:
+            combinations = distinct([cells[name] for name in picker.present])[0] if picker.present else [()]
+            for texts in combinations:
+                if self.verdicts.of(rule, stripped(picker.full(texts))) is not None:
+                    raise NotProven(rule.name)
+
     def packing(self, rows: int) -> np.ndarray[Any, Any]:
         """Room for this many binary COPY rows, the fields' counts and lengths filled in; valid until the next
         block (the caller sends each block before asking for the next)."""
@@ -247,7 +275,8 @@ class Streamer:
 
     def row_values(self, column: Cells, alike_of_row: np.ndarray[Any, Any], series: list[tuple[str, ...]],
                    series_of_row: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """Each row's value, scaled: each distinct (groups alike, value text) judged once."""
+        """Each row's value, scaled: each distinct (groups alike, value text) judged by the value rules and read
+        once."""
         pairs, pair_of_row, first_row = distinct([Cells.of_codes(alike_of_row), column])
         if len(self.values) > MAX_REMEMBERED_VALUES:
             self.values.clear()
@@ -256,19 +285,27 @@ class Streamer:
             value = self.values.get((int(alike), cell))
             if value is None:
                 group = self.series[series[series_of_row[first_row[index]]]][1]
-                value = self.values[(int(alike), cell)] = group.value(cell)
+                self.value_rules.judge((*group.texts, cell.strip()))
+                value = self.values[(int(alike), cell)] = self.value(group.kind, cell)
             judged[index] = value
         return judged[pair_of_row]
 
-    def judge_period(self, texts: tuple[str, ...]) -> tuple[int, int]:
+    def value(self, kind: ValueKind, cell: str) -> float:
+        number = self.context.number(cell.strip())
+        if isinstance(number, str):
+            raise NotProven("value")  # the value rule refuses it first; this only guards a list without it
+        return scaled(kind, number)
+
+    def period_days(self, texts: tuple[str, ...]) -> tuple[int, int]:
         """A period's first and last day (as days since 2000-01-01), remembered, and its label noted."""
         judged = self.periods.get(texts)
         if judged is None:
-            label, start, end = judge_period(self.validator, self.layout, texts)[len(texts):]
-            if not isinstance(label, str) or not isinstance(start, dt.date) or not isinstance(end, dt.date):
+            self.period_rules.judge(stripped(texts))
+            period = self.context.period(*stripped(texts))
+            if isinstance(period, str):
                 raise NotProven("period")
-            self.labels[(start, end)] = label
-            judged = self.periods[texts] = ((start - DAY_ZERO).days, (end - DAY_ZERO).days)
+            self.labels[(period.start, period.end)] = period.label
+            judged = self.periods[texts] = ((period.start - DAY_ZERO).days, (period.end - DAY_ZERO).days)
         return judged
 
     def find_series(self, texts: tuple[str, ...], first_period: tuple[str, ...]) -> tuple[int, Group]:
@@ -276,12 +313,13 @@ class Streamer:
         group_texts, segment_text = texts[:-1], texts[-1]
         group = self.groups.get(group_texts)
         if group is None:
-            group = self.groups[group_texts] = Group(*judge_group(self.validator, self.layout,  # type: ignore[arg-type]
-                                                                   group_texts)[len(group_texts):])
+            group = self.groups[group_texts] = self.group(stripped(group_texts))
         segment = self.segments.get(segment_text)
         if segment is None:
-            segment = self.segments[segment_text] = str(judge_segment(self.validator, self.layout,
-                                                                      (segment_text,))[1])
+            self.segment_rules.judge((segment_text.strip(),))
+            segment = self.segments[segment_text] = self.context.segment(segment_text.strip())[0]
+        if self.series_rules.rules:
+            self.series_rules.judge(stripped(texts))
         stored = self.known_series(group, segment, first_period)
         series_id = stored.get((group.kpi, segment))
         if series_id is None:
@@ -289,6 +327,15 @@ class Streamer:
             stored[(group.kpi, segment)] = series_id
             self.new_series.append((series_id, group.practice_id, group.vendor_id, group.kpi, segment))
         return series_id, group
+
+    def group(self, texts: tuple[str, ...]) -> Group:
+        self.group_rules.judge(texts)
+        practice, vendor_id, _ = self.context.owner(texts[0], texts[1])
+        kpi, kind = self.context.kpi(texts[2]), self.context.value_kind(*texts)
+        if practice is None or vendor_id is None or kpi is None or kind is None:
+            raise NotProven("practice, vendor or KPI")  # their rules refuse them first
+        alike = self.alike.setdefault((kind, *self.value_rules.alike_of(texts)), len(self.alike))
+        return Group(practice.id, vendor_id, kpi[0], kind, texts, alike)
 
     def known_series(self, group: Group, segment: str, first_period: tuple[str, ...]) -> dict[tuple[str, str], int]:
         """The stored series of the group's practice and vendor, read once. The first time, the value of the
@@ -304,7 +351,7 @@ class Streamer:
         return stored
 
     def probe(self, series_id: int, period_key: tuple[str, ...]) -> None:
-        start, end = (DAY_ZERO + dt.timedelta(days=days) for days in self.judge_period(period_key))
+        start, end = (DAY_ZERO + dt.timedelta(days=days) for days in self.period_days(period_key))
         if self.side.execute(text(STORED), {"series": series_id, "start": start, "end": end}).first() is not None:
             raise KeysStored(f"series {series_id} has a value for {start}..{end}")
 
@@ -334,7 +381,7 @@ class Cells:
 
     def blank(self) -> np.ndarray[Any, Any]:
         """Per row: is the cell empty or only spaces (what the row-by-row path calls blank)."""
-        return np.array([not cell.strip() for cell in self.texts], bool)[self.codes]
+        return np.array([is_blank((cell,)) for cell in self.texts], bool)[self.codes]
 
     def only(self, rows: np.ndarray[Any, Any]) -> Cells:
         return Cells(self.texts, self.codes[rows])
@@ -359,10 +406,10 @@ def distinct(columns: list[Cells]) -> tuple[list[tuple[Any, ...]], np.ndarray[An
 class Picker:
     """The columns of some names a file has, and the texts of all those names from the ones it has."""
 
-    def __init__(self, columns: tuple[str, ...], names: tuple[str, ...]):
+    def __init__(self, columns: tuple[str, ...], names: tuple[str, ...], allow_none: bool = False):
         self.names = names
         self.present = [name for name in names if name in columns]
-        if not self.present:
+        if not self.present and not allow_none:
             raise NotProven(f"none of the columns {', '.join(names)}")
         missing = len(self.present)  # where full() puts the '' it adds
         self.spread = itemgetter(*(self.present.index(name) if name in self.present else missing for name in names))
@@ -370,3 +417,33 @@ class Picker:
     def full(self, picked: tuple[str, ...]) -> tuple[str, ...]:
         """One text per name, '' for a column the file does not have (as a missing cell reads row by row)."""
         return self.spread((*picked, ""))
+
+
+def stripped(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """The texts as the row-by-row path reads the cells (feeds.parse strips each)."""
+    return tuple(text.strip() for text in texts)
+
+
+class RulesOn:
+    """The rules, taken from `remaining`, whose columns are all among `columns` (a group's, a series', a
+    period's; with `last`, those naming it last): judged when such texts are first met, each on its own columns'
+    texts."""
+
+    def __init__(self, columns: tuple[str, ...], remaining: list[Rule], verdicts: Verdicts, last: str | None = None):
+        self.verdicts = verdicts
+        self.rules = [rule for rule in remaining if set(rule.columns) <= set(columns)
+                      and (last is None or rule.columns[-1] == last)]
+        for rule in self.rules:
+            remaining.remove(rule)
+        self.picks = [(rule, [columns.index(name) for name in rule.columns]) for rule in self.rules]
+
+    def judge(self, texts: tuple[str, ...]) -> None:
+        """NotProven if a rule refuses these texts (one per column, in `columns` order)."""
+        for rule, picks in self.picks:
+            if self.verdicts.of(rule, tuple(texts[index] for index in picks)) is not None:
+                raise NotProven(rule.name)
+
+    def alike_of(self, texts: tuple[str, ...]) -> tuple[Hashable, ...]:
+        """Per rule, what its verdict depends on in these texts of `columns` but the last."""
+        return tuple(self.verdicts.alike_of(rule, tuple(texts[index] for index in picks[:-1]))
+                     for rule, picks in self.picks)

@@ -1,4 +1,5 @@
-"""Rows to observations, checking every rule of the feed contract (SPEC section 4).
+"""Rows to observations, checking every rule of the feed contract (SPEC section 4): the header here, each row's
+cells by the rules of feeds.rules (where a new rule goes).
 
 All problems are collected, none stops the check early, so an operator fixes a file in one pass. Files are
 validated row by row as they stream past (`RowValidator`), so a million-row file needs no more memory than a
@@ -12,37 +13,24 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from difflib import get_close_matches
 
-from config import Config, Kpi, Practice
-from feeds.parse import AmbiguousNumber, DecimalComma, Table, UnreadableRow, normalise_header, parse_number
+from config import Config
+from feeds import rules
+from feeds.parse import Table, UnreadableRow, normalise_header
 from feeds.phi import phi_message, phi_shape
+from feeds.rules import PERIOD_COLUMNS, VALUE_COLUMNS, Context, Verdicts, suggest
 
 # The writer's vocabulary, in storage/ (pulse/ writes observations too); named here as feeds always did.
 from storage.observations import MAX_QUOTED, ObservationIn, Problem, quoted  # noqa: F401
-from storage.periods import Period, parse_period, span_period
 from storage.uploads import FeedOrigin
 
 LONG_COLUMNS = {"practice", "vendor", "kpi", "period", "period_start", "period_end", "value", "segment", "unit"}
 ROW_COLUMNS = {"practice", "vendor", "period", "period_start", "period_end", "segment", "unit"}
-PERIOD_COLUMNS = {"period", "period_start", "period_end"}
 PHI_COLUMN = re.compile(
     r"(^|_)(patient|first_?name|last_?name|full_?name|name|dob|date_of_birth|birth_?date|mrn|medical_record"
     r"|ssn|social_security|member_?id|subscriber|insured_?id|address|street|zip|postal|phone|mobile|email)($|_)"
 )
-SEGMENT = re.compile(r"^(all|(payer|location|provider):\S.*)$")
-SEGMENT_MAX_LENGTH = 200  # observation.segment is VARCHAR(200)
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL text holds no NUL; UTF-8 no lone surrogate
-# The most a value of each unit may be: beyond any real practice (a trillion dollars, a century of days), so only a
-# slip stops here (a value in the wrong unit, a lost decimal point, 1e308); thresholds judge what is merely bad.
-# Values are never negative, except a signed KPI's, which may go as far below zero.
-LARGEST = {"%": 100.0, "USD": 1e12, "days": 36_500.0, "hours": 876_000.0, "rate": 1e6, "score": 1e6}
-SIGNED_KPIS = {"enps"}  # % promoters - % detractors: -100 to 100
 MAX_LISTED_PROBLEMS = 1000
-# The window a period must fall in (besides not starting in the future): '1900-01' is a typo or a spreadsheet's
-# empty date, and a span of years is no reporting period. Every path asks judge_period.
-EARLIEST_PERIOD = dt.date(2000, 1, 1)
-LONGEST_PERIOD_DAYS = 366  # a leap year, first day to last
 
 class Rejected(Exception):
     """Raised from inside a stream when a problem makes the rest of the file meaningless (a bad header)."""
@@ -50,17 +38,6 @@ class Rejected(Exception):
     def __init__(self, problems: list[Problem]):
         super().__init__(f"{len(problems)} problem(s)")
         self.problems = problems
-
-
-# How alike (difflib's ratio) a name must be to be offered as "did you mean": a slip of a letter or two scores
-# 0.8 and more ('vaule' and value, 'claimrite' and claimright), while a different word can reach 0.5-0.72
-# ('comments' and enps, 'enps_score' and readiness_score), which only misleads.
-CLOSE_ENOUGH = 0.75
-
-
-def suggest(word: str, known: Iterable[str]) -> str:
-    close = get_close_matches(word, list(known), n=1, cutoff=CLOSE_ENOUGH)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def phi_problems(columns: list[str], allowed: set[str]) -> list[Problem]:
@@ -189,15 +166,16 @@ def wide_rows(table: Table, mapping: dict[str, str]) -> Iterator[tuple[int, dict
 
 
 class RowValidator:
-    """Checks canonical rows against the configuration; remembers verdicts on repeated texts."""
+    """Checks canonical rows against every rule of feeds.rules.RULES (read when the file's check starts), and reads
+    the observation a row that passes them all is stored as; remembers the verdicts on repeated texts."""
 
     def __init__(self, config: Config, origin: FeedOrigin, today: dt.date):
-        self.config, self.origin, self.today = config, origin, today
-        self.practices: dict[tuple[str, str], tuple[Practice | None, str | None, tuple[str, str] | None]] = {}
-        self.periods: dict[tuple[str, str, str], Period | str] = {}
-        self.kpis: dict[str, tuple[str, Kpi] | None] = {}
-        self.segments: dict[str, tuple[str, list[Problem]]] = {}
-        self.units: dict[tuple[str, str], str | None] = {}
+        self.context = Context(config, origin.practice_id, origin.vendor_id, today)
+        self.verdicts = Verdicts(rules.RULES, self.context)
+        # Per rule: its columns, a '' for each (a column the row lacks reads as '': map(row.get, columns, blanks)),
+        # and its remembered verdicts, looked up here first (several lookups a row: the calls would cost more).
+        self.columns = [(rule, rule.columns, ("",) * len(rule.columns), self.verdicts.seen[rule.name],
+                         self.verdicts.alikes.get(rule.name)) for rule in self.verdicts.rules]
 
     def validate(self, row_number: int, row: dict[str, str],
                  names: dict[str, str] | None = None) -> ObservationIn | list[Problem]:
@@ -207,97 +185,41 @@ class RowValidator:
         if "__repeated__" in row:  # JSON: an observation gave a key twice (feeds.parse.json_rows)
             problems.append(Problem(row_number, row["__repeated__"], None,
                                     "a key given twice here: which one is meant is ambiguous; give it once"))
-        practice, vendor_id = self.check_practice_and_vendor(row_number, row, problems)
-        kpi = self.check_kpi(row_number, row, problems)
-        period = self.check_period(row_number, row, problems)
-        segment = self.check_segment(row_number, row, problems)
-        vendor_unit = self.vendor_unit(practice, vendor_id)
-        value = check_value(row_number, row, kpi[1] if kpi else None, vendor_unit, problems,
-                            signed=bool(kpi and kpi[0] in SIGNED_KPIS))
-        problems = [screen_phi(problem, row) for problem in problems]
-        if problems or practice is None or vendor_id is None or kpi is None or period is None or value is None:
-            if names:
-                problems = [rename_column(p, names) for p in problems]
-            return problems
+        for rule, columns, blanks, seen, alikes in self.columns:
+            texts = tuple(map(row.get, columns, blanks))
+            verdict = seen.get(texts if alikes is None else (alikes[texts[:-1]], texts[-1]), UNSEEN)
+            if verdict is UNSEEN:
+                verdict = self.verdicts.of(rule, texts)
+            if verdict is not None:
+                problems.append(Problem(row_number, *rule.refusal(texts, verdict)))  # type: ignore[arg-type]
+        if problems:
+            problems = [screen_phi(problem, row) for problem in problems]
+            return [rename_column(p, names) for p in problems] if names else problems
+        return self.observation(row_number, row)
+
+    def observation(self, row_number: int, row: dict[str, str]) -> ObservationIn:
+        """The observation of a row that passed every rule."""
+        context = self.context
+        texts = tuple(map(row.get, OBSERVATION_COLUMNS, OBSERVATION_BLANKS))
+        practice, vendor_id, _ = context.owners[texts[:2]]
+        kpi = context.kpis[texts[2]]
+        value = context.value(texts[:5])
+        period = context.periods[texts[5:8]]
+        segment, _ = context.segments[texts[8]]
+        if practice is None or vendor_id is None or kpi is None or isinstance(period, str) or value is None:
+            raise LookupError("a row passed every rule but names no observation: a rule of feeds.rules is missing")
         return ObservationIn(practice.id, vendor_id, kpi[0], period, segment, value, row_number)
 
-    def check_practice_and_vendor(self, row_number: int, row: dict[str, str],
-                                  problems: list[Problem]) -> tuple[Practice | None, str | None]:
-        key = (row.get("practice", ""), row.get("vendor", ""))
-        if key not in self.practices:
-            self.practices[key] = self.judge_practice_and_vendor(*key)
-        practice, vendor_id, error = self.practices[key]
-        if error is not None:
-            column, message = error
-            given = row.get(column) or (self.origin.practice_id if column == "practice" else self.origin.vendor_id)
-            problems.append(Problem(row_number, column, given, message))
-        return practice, vendor_id
 
-    def judge_practice_and_vendor(self, practice_text: str, vendor_text: str) -> tuple[
-        Practice | None, str | None, tuple[str, str] | None
-    ]:
-        origin = self.origin
-        if origin.practice_id and practice_text and practice_text != origin.practice_id:
-            return None, None, ("practice", f"file is in the inbox of practice {origin.practice_id}")
-        practice_id = practice_text or origin.practice_id or ""
-        practice = self.config.practice(practice_id)
-        if practice is None:
-            known = [p.id for p in self.config.practices]
-            return None, None, ("practice", f"unknown practice{suggest(practice_id, known)}")
-        if origin.vendor_id and vendor_text and vendor_text != origin.vendor_id:
-            return practice, None, ("vendor", f"file is in the inbox of vendor {origin.vendor_id}")
-        vendor_id = vendor_text or origin.vendor_id or ""
-        if practice.vendor(vendor_id) is None:
-            known = [v.id for v in practice.vendors]
-            return practice, None, ("vendor", f"unknown vendor for practice {practice.id}{suggest(vendor_id, known)}")
-        return practice, vendor_id, None
-
-    def vendor_unit(self, practice: Practice | None, vendor_id: str | None) -> str | None:
-        if practice is None or vendor_id is None:
-            return None
-        key = (practice.id, vendor_id)
-        if key not in self.units:
-            vendor = practice.vendor(vendor_id)
-            self.units[key] = vendor.unit if vendor else None
-        return self.units[key]
-
-    def check_segment(self, row_number: int, row: dict[str, str], problems: list[Problem]) -> str:
-        text = row.get("segment") or ""
-        if text not in self.segments:
-            found: list[Problem] = []
-            self.segments[text] = (check_segment(0, row, found), found)
-        segment, found = self.segments[text]
-        problems.extend(Problem(row_number, p.column, p.value, p.message) for p in found)
-        return segment
-
-    def check_kpi(self, row_number: int, row: dict[str, str], problems: list[Problem]) -> tuple[str, Kpi] | None:
-        text = row.get("kpi", "")
-        if text not in self.kpis:
-            key = text.strip().lower()
-            kpi = self.config.kpi(key)
-            self.kpis[text] = (key, kpi) if kpi is not None else None
-        found = self.kpis[text]
-        if found is None:
-            hint = suggest(text.strip().lower(), self.config.catalog.kpis)
-            problems.append(Problem(row_number, "kpi", text, f"unknown KPI{hint}"))
-        return found
-
-    def check_period(self, row_number: int, row: dict[str, str], problems: list[Problem]) -> Period | None:
-        key = (row.get("period", ""), row.get("period_start", ""), row.get("period_end", ""))
-        if key not in self.periods:
-            self.periods[key] = judge_period(*key, today=self.today)
-        verdict = self.periods[key]
-        if isinstance(verdict, str):
-            column = "period" if key[0] else "period_start"
-            problems.append(Problem(row_number, column, row.get(column, ""), verdict))
-            return None
-        return verdict
+OBSERVATION_COLUMNS = (*VALUE_COLUMNS, *PERIOD_COLUMNS, "segment")  # VALUE_COLUMNS first: a row's value texts
+OBSERVATION_BLANKS = ("",) * len(OBSERVATION_COLUMNS)
+UNSEEN = object()  # no verdict remembered yet
 
 
 def screen_phi(problem: Problem, row: dict[str, str]) -> Problem:
     """A refused cell that looks like patient data is refused as that, and never repeated: errors are stored,
-    mailed and logged. (The fast paths refuse every such cell too, as unknown or unreadable, and fall back here.)
-    The whole cell is judged, not the 80 characters an error would quote, which may cut a number in two."""
+    mailed and logged. (The streamed path refuses every such cell too, as unknown or unreadable, and falls back
+    here.) The whole cell is judged, not the 80 characters an error would quote, which may cut a number in two."""
     if not problem.value:
         return problem
     cell = row.get(problem.column or "__extra__") or problem.value
@@ -310,125 +232,6 @@ def rename_column(problem: Problem, names: dict[str, str]) -> Problem:
     if problem.column in names:
         return Problem(problem.row, names[problem.column], problem.value, problem.message)
     return problem
-
-
-def judge_period(period: str, start: str, end: str, *, today: dt.date) -> Period | str:
-    """A Period, or the reason it is refused."""
-    try:
-        parsed = parse_period(period) if period else span_period(start, end or start)
-    except (ValueError, KeyError) as exc:
-        return str(exc) or "unparseable period"
-    if period and (start or end) and not span_agrees(parsed, start, end):
-        # A file may have both kinds of column, each row filling one; a row filling both must mean one period.
-        return "period and period_start/period_end name different periods; give one"
-    if parsed.start > today:
-        return "period is in the future"
-    if parsed.start < EARLIEST_PERIOD:
-        return f"period starts before {EARLIEST_PERIOD.year}: no feed reaches back that far (a typo?)"
-    if (parsed.end - parsed.start).days >= LONGEST_PERIOD_DAYS:
-        return "period longer than a year; a feed reports months, weeks or days"
-    return parsed
-
-
-def span_agrees(period: Period, start: str, end: str) -> bool:
-    """Do the period_start and period_end given (either may be empty) fall on the period's first and last day?"""
-    try:
-        given = [(dt.date.fromisoformat(text.strip()), day) for text, day in ((start, period.start), (end, period.end))
-                 if text]
-    except ValueError:
-        return False
-    return all(date == day for date, day in given)
-
-
-def check_segment(row_number: int, row: dict[str, str], problems: list[Problem]) -> str:
-    segment = (row.get("segment") or "all").strip()
-    if segment.lower() == "all":
-        return "all"
-    if (kind := phi_shape(segment)) is not None:  # first: the other messages repeat the segment
-        problems.append(Problem(row_number, "segment", None, phi_message(kind)))
-    elif not SEGMENT.match(segment):
-        problems.append(Problem(row_number, "segment", segment,
-                                "segment must be all, payer:<name>, location:<name> or provider:<name>"))
-    elif len(segment) > SEGMENT_MAX_LENGTH:
-        problems.append(Problem(row_number, "segment", segment,
-                                f"segment longer than {SEGMENT_MAX_LENGTH} characters"))
-    elif UNSTORABLE.search(segment):
-        problems.append(Problem(row_number, "segment", segment,
-                                "segment contains a NUL or an unpaired surrogate character"))
-    return segment
-
-
-def check_value(row_number: int, row: dict[str, str], kpi: Kpi | None, vendor_unit: str | None,
-                problems: list[Problem], signed: bool = False) -> float | None:
-    text = row.get("value", "")
-    number = read_number(text)
-    if isinstance(number, str):
-        problems.append(Problem(row_number, "value", text, number))
-        return None
-    if kpi is None:
-        return None
-    unit = value_unit(row, vendor_unit)
-    if unit is INVALID_UNIT:
-        problems.append(Problem(row_number, "unit", row.get("unit", ""), "unit must be percent or ratio"))
-        return None
-    value, had_percent_sign = number
-    if (scale := unit_scale(kpi, unit, had_percent_sign)) != 1:
-        value *= scale
-    return check_range(row_number, text, value, kpi, problems, signed)
-
-
-def read_number(text: str) -> tuple[float, bool] | str:
-    """(value, had a % sign), or why the text is not a value. Every path judges value texts here."""
-    if text == "":
-        return "missing value (a missing value is never read as zero)"
-    try:
-        return parse_number(text)
-    except DecimalComma as exc:
-        return str(exc)
-    except AmbiguousNumber as exc:
-        return f"not a number: {exc}"
-    except ValueError:
-        return "not a number"
-
-
-INVALID_UNIT = "invalid"
-
-
-def value_unit(row: dict[str, str], vendor_unit: str | None) -> str | None:
-    """The row's unit column, else the vendor's `unit`; INVALID_UNIT for anything but percent or ratio."""
-    unit = (row.get("unit") or "").strip().lower() or vendor_unit
-    return unit if unit in (None, "percent", "%", "ratio") else INVALID_UNIT
-
-
-def unit_scale(kpi: Kpi, unit: str | None, had_percent_sign: bool) -> float:
-    """A percent KPI sent as a ratio (0.093) is stored as a percent (9.3), unless the cell itself says %."""
-    return 100.0 if kpi.unit == "%" and unit == "ratio" and not had_percent_sign else 1.0
-
-
-def value_bounds(kpi: Kpi, signed: bool = False) -> tuple[float, float]:
-    """(lowest, highest) a stored value of this KPI may take; every path checks values against these."""
-    high = LARGEST[kpi.unit]
-    return (-high if signed and kpi.unit != "%" else 0.0), high
-
-
-def bounds_problem(kpi: Kpi, value: float, signed: bool = False) -> str | None:
-    low, high = value_bounds(kpi, signed)
-    if low <= value <= high:
-        return None
-    if kpi.unit == "%":
-        return "percent outside 0-100"
-    if value < 0 and low == 0:
-        return f"negative {kpi.unit}"
-    beyond = f"more than {high:,.0f}" if value > high else f"less than {low:,.0f}"
-    return f"{beyond} {kpi.unit}: beyond any real practice; check the unit and the decimal point"
-
-
-def check_range(row_number: int, text: str, value: float, kpi: Kpi, problems: list[Problem],
-                signed: bool = False) -> float | None:
-    if (message := bounds_problem(kpi, value, signed)) is not None:
-        problems.append(Problem(row_number, "value", text, message))
-        return None
-    return value
 
 
 @dataclass(frozen=True)

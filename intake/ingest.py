@@ -18,7 +18,7 @@ from remits.ingest import ingest_remit_file
 from storage.uploads import FeedOrigin, IngestResult, Upload, fingerprint
 
 # The most times ingest_path opens the file to read it through (see its docstring; tests/test_ingest_reads.py).
-MOST_FULL_READS = 4
+MOST_FULL_READS = 3
 
 
 def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path | None = None,
@@ -30,18 +30,17 @@ def ingest_path(path: Path, config: Config, *, source: str = "cli", inbox: Path 
     `fast` names the quicker checks PostgreSQL may try before the row-by-row one (None: all; tests compare them).
 
     The file is read streaming, so memory does not grow with its size (a pulse export and a JSON feed, both small
-    and capped, are read whole). It is read through at most four times (MOST_FULL_READS), each pass only when the
+    and capped, are read whole). It is read through at most three times (MOST_FULL_READS), each pass only when the
     one before could not decide:
     1. the fingerprint (SHA-256, encoding, first 4 KB): always; a duplicate costs nothing more;
     2. on PostgreSQL, a long CSV streamed into observation_value (feeds.stream): it stops at the first block it
        cannot prove clean, or ends with KeysStored when the table's key refuses a value;
-    3. only after KeysStored, the in-database check (feeds.bulk), which can merge a correction;
-    4. only when the check before doubted the file, or none could take it (SQLite, a wide CSV, JSON, `fast`
-       empty), row by row, which alone names every problem.
-    So a first delivery is read twice, a correction or a CSV with a bad cell three times, and four times only a
-    file the stream and then the in-database check both refuse: one repeating a key (the table's key cannot tell
-    it from a stored value) or a correction with a doubtful cell. Each fast check also opens the file for its
-    header line first. A pulse export or JSON feed: twice (the fingerprint, then whole); an 835 twice (the
+    3. only when the stream doubted the file or found a value stored (a correction), or could not take it
+       (SQLite, a wide CSV, JSON, `fast` empty), row by row, which merges a correction and alone names every
+       problem.
+    So a first delivery is read twice, and a correction, a file repeating a key (the table's key cannot tell it
+    from a stored value) or a CSV with a bad cell three times. The stream also opens the file for its header line
+    first. A pulse export or JSON feed: twice (the fingerprint, then whole); an 835 twice (the
     fingerprint, then a memory map the parser walks). Counted by the kernel in
     tests/test_ingest_reads.py."""
     fp = fingerprint(path)

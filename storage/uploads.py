@@ -106,8 +106,8 @@ class IngestResult:
     practices: list[str] = field(default_factory=list)
     moved_to: str | None = None
     problem_count: int = 0
-    # Where the rows of an accepted feed were checked: "streamed" (a first delivery, feeds.stream), "postgresql"
-    # (feeds.bulk) or "python" (row by row, feeds.validate).
+    # Where the rows of an accepted feed were checked: "streamed" (a first delivery, feeds.stream) or "python"
+    # (row by row, feeds.validate).
     checked_in: str | None = None
     # What the operator should know about an accepted file, e.g. a surveys.yaml question the export lacks.
     notes: list[str] = field(default_factory=list)

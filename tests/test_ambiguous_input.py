@@ -2,10 +2,10 @@
 Python's float() reads but no person writes (4_1, nan, full-width digits), periods outside any real feed's reach
 (1900-01, 1026 to 2026) and values beyond any real practice (1e308 dollars).
 
-A long CSV on PostgreSQL may be stored by three paths (streamed, checked in PostgreSQL, row by row); the fast two
-only ever accept. Each bad file goes through every one of them, and through SQLite (the demo's database), and must
-be rejected the same way everywhere, with its row, column and reason, and store nothing. Each bad file has a clean
-twin that the fast paths do accept: so the refusal is the rule's, not a shape the fast path never reads.
+A long CSV on PostgreSQL may be stored by two paths (streamed, row by row); the streamed one only ever accepts.
+Each bad file goes through both, and through SQLite (the demo's database), and must be rejected the same way
+everywhere, with its row, column and reason, and store nothing. Each bad file has a clean twin that the fast path
+does accept: so the refusal is the rule's, not a shape the fast path never reads.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ import pytest
 from sqlalchemy import select
 
 from config import BUNDLED_DIR, Config, load_config
-from feeds.validate import read_number
+from feeds.rules import read_number
 from storage.db import session_scope
 from storage.models import Observation
 from tests.support.every_path import FAST, HEADER, PRACTICE, SLOW, VENDOR, ingest, months, observations, path_databases
 
 SPAN_HEADER = "practice,vendor,kpi,period_start,period_end,value,segment"
-CHECKED_IN = {"streamed": "streamed", "postgresql": "postgresql", "python-postgresql": "python",
-              "python-sqlite": "python"}
+CHECKED_IN = {"streamed": "streamed", "python-postgresql": "python", "python-sqlite": "python"}
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """How many times ingest_path opens a file, counted by the kernel, for every path a file can take.
 
 intake.ingest_path's docstring promises: read through at most MOST_FULL_READS times (the fingerprint, the
-streamed attempt, the in-database check, row by row: each only when the one before could not decide), plus the
-header line each fast check peeks at. The count comes from inotify (IN_OPEN on the file's inode), so it sees every
+streamed attempt, row by row: each only when the one before could not decide), plus the header line the stream
+peeks at. The count comes from inotify (IN_OPEN on the file's inode), so it sees every
 open however it is made: Python's, Arrow's C++ reader, a /proc/self/fd link. Real files, real PostgreSQL.
 """
 
@@ -105,22 +105,21 @@ def test_a_correction_is_read_three_times(config: Config, postgres_url: str, tmp
     ingest_path(long_csv(tmp_path, "first.csv", "40"), config, practice=PRACTICE, vendor=VENDOR, today=TODAY,
                 database_url=postgres_url)
     corrected = long_csv(tmp_path, "corrected.csv", "41")
-    # fingerprint, stream (ends with KeysStored), in-database check; each fast check peeks at the header.
-    assert ingest_counting(corrected, config, postgres_url) == ("accepted", "postgresql", 3 + 2)
+    # fingerprint, stream (ends with KeysStored), row by row (merges it); the stream peeks at the header.
+    assert ingest_counting(corrected, config, postgres_url) == ("accepted", "python", 3 + 1)
 
 
-def test_a_file_repeating_a_key_is_read_four_times_the_most(config: Config, postgres_url: str,
-                                                            tmp_path: Path) -> None:
+def test_a_file_repeating_a_key_is_read_three_times_the_most(config: Config, postgres_url: str,
+                                                             tmp_path: Path) -> None:
     """The stream cannot tell a key the file repeats from one stored before (both violate the table's key), so
-    the in-database check runs, finds the repeat, and the row-by-row check names it: the four reads."""
+    the row-by-row check runs and names the repeat: the three reads."""
     path = tmp_path / "twice.csv"
     path.write_text(HEADER + f"{PRACTICE},{VENDOR},days_in_ar,2026-01,40,all\n" * 2)
-    assert ingest_counting(path, config, postgres_url) == ("rejected", None, MOST_FULL_READS + 2)
+    assert ingest_counting(path, config, postgres_url) == ("rejected", None, MOST_FULL_READS + 1)
 
 
 def test_a_bad_cell_is_read_three_times(config: Config, postgres_url: str, tmp_path: Path) -> None:
-    """The stream stops at the block it cannot prove clean; the in-database check would doubt it too, so it does
-    not run; row by row names the problem."""
+    """The stream stops at the block it cannot prove clean; row by row names the problem."""
     path = long_csv(tmp_path, "bad.csv", "40", "forty")
     assert ingest_counting(path, config, postgres_url) == ("rejected", None, 3 + 1)
 

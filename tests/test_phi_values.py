@@ -2,8 +2,8 @@
 birth or an email address in a segment (or any other text cell) rejects the file, naming its row and column and
 never repeating the cell.
 
-As in tests/test_ambiguous_input.py, each bad long CSV goes through every path that may store it (streamed, checked
-in PostgreSQL, row by row on PostgreSQL and on SQLite) and must be refused the same way everywhere; its clean twin
+As in tests/test_ambiguous_input.py, each bad long CSV goes through every path that may store it (streamed, row
+by row on PostgreSQL and on SQLite) and must be refused the same way everywhere; its clean twin
 takes the fast path, so the refusal is the rule's. Wide CSV and JSON, read row by row, are refused alike. Real
 segment names are accepted on every path.
 """

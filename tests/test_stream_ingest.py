@@ -25,7 +25,7 @@ from config import BUNDLED_DIR, Config, load_config
 from intake.ingest import ingest_path
 from storage.db import session_scope
 from storage.uploads import IngestResult
-from tests.test_bulk_ingest import (
+from tests.support.same_outcome import (
     CLEAN_CP1252,
     CLEAN_MESSY,
     PRACTICE,
@@ -36,7 +36,7 @@ from tests.test_bulk_ingest import (
     long_csv,
     stored,
 )
-from tests.test_bulk_ingest import assert_same_outcome as same_outcome
+from tests.support.same_outcome import assert_same_outcome as same_outcome
 
 STREAMED = ("streamed",)
 
@@ -73,6 +73,48 @@ def test_the_streamed_path_stores_the_same_rows_and_names_the_same_problems(
     data: bytes, config: Config, stream_url: str, rows_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     assert_same_outcome(data, config, stream_url, rows_url, tmp_path_factory.mktemp("stream"))
+
+
+def test_a_clean_file_in_the_messy_shapes_of_real_exports_is_streamed(
+    config: Config, stream_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    data = CLEAN_MESSY.replace(b"2026-", b"2019-")  # keys of their own: not a correction of the example above
+    result = assert_same_outcome(data, config, stream_url, rows_url, tmp_path)
+
+    assert (result.status, result.rows, result.checked_in) == ("accepted", 4, "streamed")
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (b"denials;2026-W10;0.055;payer:Aetna;ratio", "unknown KPI"),
+    (b"denial_rate;2027-W10;0.055;payer:Aetna;ratio", "period is in the future"),
+    (b"denial_rate;2026-W10;abc;payer:Aetna;ratio", "not a number"),
+    (b"denial_rate;2026-W10;0.055;payer:Aetna;bogus", "unit must be percent or ratio"),
+    (b"denial_rate;2026-W10;1.055;payer:Aetna;ratio", "percent outside 0-100"),
+    (b"denial_rate;2026-W10;0.055;Aetna;ratio", "segment must be"),
+])
+def test_a_file_with_a_problem_is_left_to_the_row_by_row_check_which_names_it(
+    damage: bytes, problem: str, config: Config, stream_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    data = CLEAN_MESSY.replace(b"denial_rate;2026-W10;0.055;payer:Aetna;ratio", damage)
+    assert data != CLEAN_MESSY
+
+    result = assert_same_outcome(data, config, stream_url, rows_url, tmp_path)
+
+    assert result.status == "rejected"
+    assert [p.row for p in result.problems] == [3] and problem in result.problems[0].message
+
+
+@pytest.mark.parametrize("ending", [b"\n\n", b"\n\n\n", b"\r\n\r\n"])
+def test_a_file_ending_in_blank_lines_is_still_streamed(
+    ending: bytes, config: Config, stream_url: str, rows_url: str, tmp_path: Path
+) -> None:
+    data = feed("days_in_ar,2025-01,38.5,all", "days_in_ar,2025-01,41,payer:Aetna", "denial_rate,2025-01,6.2%,all")
+    data = data.replace(b"\n", b"\r\n" if b"\r" in ending else b"\n").rstrip(b"\r\n") + ending
+    data = data.replace(b"2025-01", f"2021-0{len(ending)}".encode())  # keys of their own for each ending
+
+    result = assert_same_outcome(data, config, stream_url, rows_url, tmp_path)
+
+    assert (result.status, result.rows, result.checked_in) == ("accepted", 3, "streamed")
 
 
 def feed(*rows: str) -> bytes:

@@ -1,6 +1,6 @@
-"""One long CSV through every path that may store it: streamed, checked inside PostgreSQL, row by row on
-PostgreSQL and row by row on SQLite (the demo's database). Shared by the tests that hold a rule to every path
-(tests/test_ambiguous_input.py, tests/test_phi_values.py)."""
+"""One long CSV through every path that may store it: streamed, row by row on PostgreSQL and row by row on SQLite
+(the demo's database). Shared by the tests that hold a rule to every path (tests/test_rule_list.py,
+tests/test_ambiguous_input.py, tests/test_phi_values.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from intake.ingest import ingest_path
 from storage.db import engine_for, session_scope, upgrade
 from storage.models import Observation
 from storage.uploads import IngestResult
-from tests.test_bulk_ingest import database
+from tests.support.same_outcome import database
 
 TODAY = dt.date(2026, 11, 23)
 PRACTICE, VENDOR = "oakridge-fm", "acme-billing"
 HEADER = "practice,vendor,kpi,period,value,segment"
-# Where each path is forced: the streamed path, the check inside PostgreSQL, row by row on each database.
-FAST = {"streamed": ("streamed",), "postgresql": ("postgresql",)}
+# Where each path is forced: the streamed path, row by row on each database.
+FAST = {"streamed": ("streamed",)}
 SLOW = ("python-postgresql", "python-sqlite")
 
 _names = itertools.count()
@@ -35,8 +35,8 @@ def months() -> Iterator[str]:
 
 def path_databases(prefix: str, folder: Path) -> Iterator[dict[str, str]]:
     """A database per path, so each sees only its own files and every clean twin is a first delivery there."""
-    postgres = [database(f"{prefix}_{name}") for name in ("stream", "bulk", "rows")]
-    urls = dict(zip(("streamed", "postgresql", "python-postgresql"), (next(gen) for gen in postgres), strict=True))
+    postgres = [database(f"{prefix}_{name}") for name in ("stream", "rows")]
+    urls = dict(zip(("streamed", "python-postgresql"), (next(gen) for gen in postgres), strict=True))
     sqlite = f"sqlite:///{folder / 'demo.sqlite'}"
     upgrade(sqlite)
     yield {**urls, "python-sqlite": sqlite}

@@ -1,25 +1,22 @@
-"""The check inside PostgreSQL (feeds.bulk) stores exactly what the row-by-row check stores, or leaves the file to
-it. Generated long CSVs in the shapes real exports take (whitespace, case, %, $, thousands, ratio units, week and
-day periods, BOM, cp1252, semicolons, tabs, CRLF, quoted cells, blank rows) and with the damage they suffer
-(unknown names, future periods, bad numbers, repeated keys) go through both paths, into two databases that see the
-same files in the same order; outcome, problems and stored rows must be equal."""
+"""One file through a fast path and through the row-by-row path, into two databases that see the same files in the
+same order: outcome, problems and stored rows must be equal (`assert_same_outcome`). And generated long CSVs in the
+shapes real exports take (whitespace, case, %, $, thousands, ratio units, week and day periods, BOM, cp1252,
+semicolons, tabs, CRLF, quoted cells, blank rows) and with the damage they suffer (unknown names, future periods,
+bad numbers, repeated keys), for tests/test_stream_ingest.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from config import BUNDLED_DIR, Config, load_config
-from feeds.bulk import without_trailing_blank_lines
+from config import Config
 from intake.ingest import ingest_path
 from storage.db import engine_for, session_scope, upgrade
 from storage.models import Observation, ObservationRevision
@@ -34,27 +31,12 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def config() -> Config:
-    return load_config(BUNDLED_DIR)
-
-
 def database(name: str) -> Iterator[str]:
     url = fresh_postgres_database(name)
     upgrade(url)
     yield url
     engine_for(url).dispose()
     drop_postgres_database(url)
-
-
-@pytest.fixture(scope="module")
-def bulk_url() -> Iterator[str]:
-    yield from database("vw_bulk")
-
-
-@pytest.fixture(scope="module")
-def rows_url() -> Iterator[str]:
-    yield from database("vw_rows")
 
 
 _names = itertools.count()
@@ -79,7 +61,7 @@ def stored(url: str) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
 
 
 def assert_same_outcome(data: bytes, config: Config, fast_url: str, rows_url: str, directory: Path,
-                        fast_checks: tuple[str, ...] = ("postgresql",)) -> IngestResult:
+                        fast_checks: tuple[str, ...] = ("streamed",)) -> IngestResult:
     """Ingest `data` into `fast_url` trying `fast_checks` first, and into `rows_url` row by row only; both must
     end the same way and leave the same rows."""
     fast = ingest(data, config, fast_url, directory, fast_checks)
@@ -180,107 +162,3 @@ CLEAN_MESSY = (
 ).encode()
 
 CLEAN_CP1252 = CLEAN_MESSY.decode("utf-8").removeprefix("\ufeff").replace("Main St", "Café Müller").encode("cp1252")
-
-
-@settings(max_examples=120, **SETTINGS)
-@given(data=long_csv())
-@example(data=CLEAN_MESSY)
-@example(data=CLEAN_CP1252)
-def test_both_paths_store_the_same_rows_and_name_the_same_problems(
-    data: bytes, config: Config, bulk_url: str, rows_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    assert_same_outcome(data, config, bulk_url, rows_url, tmp_path_factory.mktemp("bulk"))
-
-
-def test_a_clean_file_in_the_messy_shapes_of_real_exports_is_checked_in_postgresql(
-    config: Config, bulk_url: str, rows_url: str, tmp_path: Path
-) -> None:
-    data = CLEAN_MESSY.replace(b"2026-3;", b"2026-02;")  # bytes of their own: not a duplicate of the example above
-    result = assert_same_outcome(data, config, bulk_url, rows_url, tmp_path)
-
-    assert (result.status, result.rows, result.checked_in) == ("accepted", 4, "postgresql")
-
-
-@pytest.mark.parametrize("damage, problem", [
-    (b"denials;2026-W10;0.055;payer:Aetna;ratio", "unknown KPI"),
-    (b"denial_rate;2027-W10;0.055;payer:Aetna;ratio", "period is in the future"),
-    (b"denial_rate;2026-W10;abc;payer:Aetna;ratio", "not a number"),
-    (b"denial_rate;2026-W10;0.055;payer:Aetna;bogus", "unit must be percent or ratio"),
-    (b"denial_rate;2026-W10;1.055;payer:Aetna;ratio", "percent outside 0-100"),
-    (b"denial_rate;2026-W10;0.055;Aetna;ratio", "segment must be"),
-])
-def test_a_file_with_a_problem_is_left_to_the_row_by_row_check_which_names_it(
-    damage: bytes, problem: str, config: Config, bulk_url: str, rows_url: str, tmp_path: Path
-) -> None:
-    data = CLEAN_MESSY.replace(b"denial_rate;2026-W10;0.055;payer:Aetna;ratio", damage)
-    assert data != CLEAN_MESSY
-
-    result = assert_same_outcome(data, config, bulk_url, rows_url, tmp_path)
-
-    assert result.status == "rejected"
-    assert [p.row for p in result.problems] == [3] and problem in result.problems[0].message
-
-
-# -- first deliveries and their corrections ---------------------------------------------------------------------
-
-FIRST_DELIVERY = (
-    "practice,vendor,kpi,period,value,segment\n"
-    f"{PRACTICE},{VENDOR},days_in_ar,2025-07,38.5,all\n"
-    f"{PRACTICE},{VENDOR},days_in_ar,2025-07,41,payer:Aetna\n"
-    f"{PRACTICE},{VENDOR},denial_rate,2025-07,6.2%,all\n"
-).encode()
-
-
-def test_a_first_delivery_is_inserted_and_its_correction_is_merged(
-    config: Config, bulk_url: str, rows_url: str, tmp_path: Path
-) -> None:
-    first = assert_same_outcome(FIRST_DELIVERY, config, bulk_url, rows_url, tmp_path)
-    assert (first.status, first.checked_in, first.practices) == ("accepted", "postgresql", [PRACTICE])
-    assert first.counts is not None and (first.counts.inserted, first.counts.revised) == (3, 0)
-
-    corrected = FIRST_DELIVERY.replace(b",38.5,", b",39.5,")
-    second = assert_same_outcome(corrected, config, bulk_url, rows_url, tmp_path)
-    assert second.counts is not None and (second.counts.inserted, second.counts.revised) == (0, 1)
-    assert (38.5, 39.5) in stored(bulk_url)[1]
-
-
-def test_a_first_delivery_that_repeats_a_key_stores_nothing_and_the_repeat_is_named(
-    config: Config, bulk_url: str, rows_url: str, tmp_path: Path
-) -> None:
-    repeated = (FIRST_DELIVERY.replace(b"2025-07", b"2025-06")
-                + f"{PRACTICE},{VENDOR},days_in_ar,2025-06,40,payer:Aetna\n".encode())
-
-    result = assert_same_outcome(repeated, config, bulk_url, rows_url, tmp_path)
-
-    assert result.status == "rejected"
-    assert [(p.row, p.column) for p in result.problems] == [(5, "period")]
-    assert "already given in row 3" in result.problems[0].message
-    with session_scope(bulk_url) as session:
-        assert session.scalars(select(Observation).where(Observation.period == "2025-06")).first() is None
-
-
-# -- blank lines at the end: COPY would refuse them --------------------------------------------------------------------
-
-@pytest.mark.parametrize("size", [1, 2, 3, 5, 64])
-@pytest.mark.parametrize("data, sent", [
-    (b"h\na\nb\n", b"h\na\nb\n"),
-    (b"h\na\nb\n\n\n", b"h\na\nb\n"),
-    (b"h\r\na\r\n\r\n", b"h\r\na\r\n"),
-    (b"h\na\n\nb\n\n", b"h\na\n\nb\n"),  # a blank line inside stays: it is the row-by-row path's to skip
-    (b"h\na", b"h\na"),
-    (b"", b""),
-])
-def test_only_the_line_breaks_at_the_very_end_are_cut_to_one(data: bytes, sent: bytes, size: int) -> None:
-    assert b"".join(without_trailing_blank_lines(io.BytesIO(data), size)) == sent
-
-
-@pytest.mark.parametrize("ending", [b"\n\n", b"\n\n\n", b"\r\n\r\n"])
-def test_a_file_ending_in_blank_lines_is_still_checked_in_postgresql(
-    ending: bytes, config: Config, bulk_url: str, rows_url: str, tmp_path: Path
-) -> None:
-    data = FIRST_DELIVERY.replace(b"2025-07", b"2025-05").replace(b"\n", b"\r\n" if b"\r" in ending else b"\n")
-    data = data.rstrip(b"\r\n") + ending
-
-    result = assert_same_outcome(data, config, bulk_url, rows_url, tmp_path)
-
-    assert (result.status, result.rows, result.checked_in) == ("accepted", 3, "postgresql")
