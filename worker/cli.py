@@ -74,11 +74,14 @@ alerts_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Ale
 db_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Database schema.")
 notify_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Channel checks.")
 feeds_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Feed freshness.")
+history_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True,
+                          help="What happened: files, revisions, deliveries, reruns, pulls, digests.")
 cli.add_typer(rerun_cli, name="rerun")
 cli.add_typer(alerts_cli, name="alerts")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(notify_cli, name="notify")
 cli.add_typer(feeds_cli, name="feeds")
+cli.add_typer(history_cli, name="history")
 
 PIPED_WIDTH = 200
 
@@ -436,6 +439,8 @@ def digest(
     prepare_database()
     week = digest_week(week)
     practices, regions = digest_targets(config, practice, region)
+    if resend and preview is None:
+        record_rerun("digest.resend", {"practice_id": practice, "region": region, "week": week, "all": all_})
     results: list[dict[str, Any]] = []
     with session_scope() as session:
         for item in practices:
@@ -570,15 +575,21 @@ def rerun_pull(
         enqueue(ctx, "feeds.pull", {"practice_id": practice_id, "vendor_id": vendor_id})
 
 
-def enqueue(ctx: typer.Context, task: str, arguments: dict[str, Any]) -> None:
+def record_rerun(task: str, arguments: dict[str, Any], task_id: str | None = None) -> None:
+    """Who asked for what to run again, for `vendorwatch history reruns`."""
     from storage.db import session_scope
     from storage.models import Rerun
+
+    with session_scope() as session:
+        session.add(Rerun(task=task, arguments=arguments, requested_by=operator_name(), task_id=task_id))
+
+
+def enqueue(ctx: typer.Context, task: str, arguments: dict[str, Any]) -> None:
     from worker.app import app
 
     prepare_database()
     result = app.send_task(task, kwargs=arguments)
-    with session_scope() as session:
-        session.add(Rerun(task=task, arguments=arguments, requested_by=getpass.getuser(), task_id=result.id))
+    record_rerun(task, arguments, result.id)
     emit(
         ctx,
         {"task": task, "task_id": result.id, "arguments": arguments},
@@ -848,6 +859,62 @@ def db_upgrade(ctx: typer.Context) -> None:
     steps = f"{applied[0]} -> {applied[-1]}" if len(applied) > 1 else applied[0]
     emit(ctx, {"status": "upgraded", "from": before, "to": after, "applied": applied},
          f"database schema upgraded: applied {steps}" + (f" (it was at {before})" if before else ""))
+
+
+HISTORY_HELP = {
+    "feeds": "Files received: accepted, and rejected with every problem (row, column, message).",
+    "revisions": "Corrected values: old and new value, and the file behind each.",
+    "deliveries": "Outbox messages with every attempt per target and its error.",
+    "reruns": "Who reran what and when (rerun commands, digest --resend, the console).",
+    "pulls": "HTTPS pulls of vendor feeds and their outcome.",
+    "digests": "Weekly digest runs: claimed, sent or failed.",
+}
+
+
+def history_command(kind: str) -> None:
+    """One `history` sub-command per kind, with the same filters; each kind ignores a filter it cannot apply
+    (a digest run names no vendor)."""
+
+    def command(
+        ctx: typer.Context,
+        practice: Annotated[str | None, typer.Option(help="Only this practice.")] = None,
+        vendor: Annotated[str | None, typer.Option(help="Only this vendor.")] = None,
+        kpi: Annotated[str | None, typer.Option(help="Only this KPI.")] = None,
+        since: Annotated[str | None, typer.Option(help="From this date or date-time (UTC unless an offset).")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many entries, newest first.", min=1)] = 200,
+    ) -> None:
+        from storage.db import session_scope
+        from storage.history import Filters, history
+
+        prepare_database()
+        filters = Filters(practice=practice, vendor=vendor, kpi=kpi, since=parse_since(since), limit=limit)
+        with session_scope() as session:
+            rows = history(session, kind, filters)
+        emit(ctx, rows, history_table(kind, rows))
+
+    command.__doc__ = HISTORY_HELP[kind]
+    history_cli.command(kind)(command)
+
+
+def parse_since(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not a date or date-time (YYYY-MM-DD[THH:MM])",
+                                 param_hint="--since") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def history_table(kind: str, rows: list[dict[str, Any]]) -> Table | str:
+    from worker.history_view import history_table as table_of
+
+    return table_of(kind, rows) if rows else f"no {kind} recorded for these filters"
+
+
+for _kind in HISTORY_HELP:
+    history_command(_kind)
 
 
 def main() -> None:
