@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, aliased
@@ -25,7 +25,7 @@ from storage.models import (
     Series,
 )
 
-Query = TypeVar("Query", bound=Select[Unpack[tuple[Any, ...]]])
+Query = TypeVar("Query", bound=Select[*tuple[Any, ...]])
 DEFAULT_LIMIT = 200
 KINDS = ("feeds", "revisions", "deliveries", "reruns", "pulls", "digests")
 
