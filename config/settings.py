@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     # How long a beat waits for an unreachable Redis before it exits non-zero (0: forever; a supervisor that
     # restarts failed processes makes either choice safe).
     beat_give_up_seconds: int = Field(default=0, ge=0)
+    # Retention (the daily `maintenance.purge`, `vendorwatch purge`): what is older goes. Observations, revisions,
+    # alerts themselves, feed_file rows and digest runs are kept: they are the record the digest compares against.
+    retain_files_days: int = Field(default=400, ge=1)  # archive/ and quarantine/ files
+    retain_attempts_days: int = Field(default=400, ge=1)  # delivery_attempt rows
+    retain_alert_events_days: int = Field(default=730, ge=1)  # events of alerts resolved longer ago than this
 
     @property
     def inbox(self) -> Path:

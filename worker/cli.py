@@ -843,6 +843,28 @@ def status(
         raise typer.Exit(EXIT_FAILURE)
 
 
+@cli.command()
+def purge(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be removed.")] = False,
+) -> None:
+    """Remove archive and quarantine files, delivery attempts and resolved alerts' events older than their
+    configured ages (VENDORWATCH_RETAIN_*_DAYS); observations and revisions are kept."""
+    from config.settings import get_settings
+    from storage.retention import purge as run_purge
+
+    prepare_database()
+    report = run_purge(get_settings(), dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    cutoffs = report.cutoffs
+    lines = [f"{verb} {report.files} files ({report.file_bytes} bytes) filed before {cutoffs.files:%Y-%m-%d}",
+             f"{verb} {report.delivery_attempts} delivery attempts made before {cutoffs.attempts:%Y-%m-%d}",
+             f"{verb} {report.alert_events} events of alerts resolved before {cutoffs.alert_events:%Y-%m-%d}"]
+    if dry_run:
+        lines += [f"  {name}" for name in report.file_names]
+    emit(ctx, report.as_dict(), "\n".join(lines))
+
+
 @db_cli.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply migrations."""
