@@ -16,6 +16,7 @@ from celery.signals import worker_process_init
 
 from config import secrets
 from config.settings import Settings, get_settings
+from worker import metrics
 
 # The tasks are Celery shared tasks (tasks/ never imports this module): each app that includes them gets its own
 # copy, and `task.delay()` sends through the current app, which importing this module makes ours.
@@ -149,6 +150,7 @@ def redact_celery_logs(logger: logging.Logger, **_: object) -> None:
 
 
 app = create_app(get_settings())
+metrics.install()  # task durations and delivery attempts, counted in whichever process runs them
 app.set_default()  # every thread, Celery's pool threads too, sends the shared tasks through this app
 app.set_current()
 

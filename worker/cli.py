@@ -219,6 +219,9 @@ def worker(
     prepare_database()
     from storage.db import get_engine
     from worker.app import app
+    from worker.metrics import reset_multiprocess_dir
+
+    reset_multiprocess_dir()
 
     get_engine().dispose()  # the schema check's connection: the prefork children must not inherit it
 
@@ -863,6 +866,18 @@ def purge(
     if dry_run:
         lines += [f"  {name}" for name in report.file_names]
     emit(ctx, report.as_dict(), "\n".join(lines))
+
+
+@cli.command()
+def metrics(ctx: typer.Context) -> None:
+    """Print the Prometheus metrics once (what `serve` answers on /metrics), e.g. for a node exporter's textfile
+    collector."""
+    from config.settings import get_settings
+    from worker.metrics import exposition
+
+    config = ctx.obj.config()
+    prepare_database()
+    sys.stdout.write(exposition(get_settings(), lambda: config).decode())
 
 
 @db_cli.command("upgrade")
