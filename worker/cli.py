@@ -580,23 +580,20 @@ def rerun_pull(
 
 def record_rerun(task: str, arguments: dict[str, Any], task_id: str | None = None) -> None:
     """Who asked for what to run again, for `vendorwatch history reruns`."""
-    from storage.db import session_scope
-    from storage.models import Rerun
+    from worker.reruns import record_rerun as record
 
-    with session_scope() as session:
-        session.add(Rerun(task=task, arguments=arguments, requested_by=operator_name(), task_id=task_id))
+    record(task, arguments, operator_name(), task_id)
 
 
 def enqueue(ctx: typer.Context, task: str, arguments: dict[str, Any]) -> None:
-    from worker.app import app
+    from worker.reruns import request_rerun
 
     prepare_database()
-    result = app.send_task(task, kwargs=arguments)
-    record_rerun(task, arguments, result.id)
+    task_id = request_rerun(task, arguments, operator_name())
     emit(
         ctx,
-        {"task": task, "task_id": result.id, "arguments": arguments},
-        f"enqueued {task} {json.dumps(arguments)} as {result.id}",
+        {"task": task, "task_id": task_id, "arguments": arguments},
+        f"enqueued {task} {json.dumps(arguments)} as {task_id}",
     )
 
 
@@ -878,6 +875,52 @@ def metrics(ctx: typer.Context) -> None:
     config = ctx.obj.config()
     prepare_database()
     sys.stdout.write(exposition(get_settings(), lambda: config).decode())
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    threads: Annotated[int, typer.Option(help="Requests served at once.")] = 4,
+) -> None:
+    """Run the web console: feed status, open alerts (acknowledge, silence), files, outbox, reruns; /metrics,
+    /healthz, /readyz. Users from VENDORWATCH_CONSOLE_USERS or VENDORWATCH_CONSOLE_USERS_FILE."""
+    import waitress
+
+    from config.settings import get_settings
+    from tasks.context import current_config
+    from worker.console.app import create_console
+    from worker.console.users import UsersError, load_users
+
+    load_worker_config()
+    prepare_database()
+    settings = get_settings()
+    try:
+        users = load_users(settings)
+    except UsersError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILURE) from exc
+    if not users:
+        err.print("[red]error[/red] no console users: set VENDORWATCH_CONSOLE_USERS or VENDORWATCH_CONSOLE_USERS_FILE "
+                  "(entries from `vendorwatch console-user NAME`)", highlight=False)
+        raise typer.Exit(EXIT_FAILURE)
+    console = create_console(settings, users, current_config)
+    err.print(f"console on http://{host}:{port}/ for {len(users)} user(s)", highlight=False)
+    waitress.serve(console, host=host, port=port, threads=threads, ident="vendorwatch")
+
+
+@cli.command("console-user")
+def console_user(
+    name: Annotated[str, typer.Argument(help="The user name.")],
+) -> None:
+    """Print a `name:password-hash` entry for VENDORWATCH_CONSOLE_USERS(_FILE); asks for the password twice."""
+    from worker.console.users import UsersError, user_entry
+
+    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        sys.stdout.write(user_entry(name, password) + "\n")
+    except UsersError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 @db_cli.command("upgrade")
