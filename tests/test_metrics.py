@@ -124,3 +124,14 @@ def test_the_example_alerting_rules_are_valid_and_fire_when_they_should() -> Non
         result = subprocess.run([promtool, *args], cwd=DEPLOY, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "SUCCESS" in result.stdout
+
+
+def test_counting_never_breaks_the_work_it_counts(caplog: pytest.LogCaptureFixture) -> None:
+    from worker.metrics import attempt_recorded
+
+    attempt_recorded.warned = False  # type: ignore[attr-defined]
+    with caplog.at_level("WARNING", logger="worker.metrics"):
+        attempt_recorded(None, None, object())  # an attempt without outcome: counting fails, delivery goes on
+        attempt_recorded(None, None, object())
+    warnings = [r.getMessage() for r in caplog.records if r.name == "worker.metrics"]
+    assert len(warnings) == 1 and "could not count attempt_recorded: AttributeError" in warnings[0]

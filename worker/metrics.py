@@ -60,17 +60,36 @@ def reset_multiprocess_dir() -> None:
         stale.unlink()
 
 
+def counted(record: Callable[..., None]) -> Callable[..., None]:
+    """Counting must never break the work it counts (a delivery's flush, a task): a failure is logged, once a
+    process, and the work goes on."""
+
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            record(*args, **kwargs)
+        except Exception as exc:
+            if not getattr(guarded, "warned", False):
+                log.warning("metrics: could not count %s: %s", record.__name__, redact(f"{type(exc).__name__}: {exc}"))
+                guarded.warned = True  # type: ignore[attr-defined]
+
+    guarded.__name__ = record.__name__
+    return guarded
+
+
+@counted
 def task_started(task_id: str | None = None, **_: Any) -> None:
     if task_id:
         _started[task_id] = time.monotonic()
 
 
+@counted
 def task_finished(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
     started = _started.pop(task_id or "", None)
     if started is not None and task is not None:
         TASK_SECONDS.labels(task=task.name, outcome=(state or "unknown").lower()).observe(time.monotonic() - started)
 
 
+@counted
 def attempt_recorded(mapper: Any, connection: Any, attempt: DeliveryAttempt) -> None:
     """Counted as the attempt row is written, wherever delivery ran (a worker child, the CLI)."""
     DELIVERY_ATTEMPTS.labels(outcome=attempt.outcome, channel=attempt.channel_label).inc()
@@ -81,6 +100,8 @@ def install() -> None:
     from celery import signals
     from sqlalchemy import event
 
+    if (folder := multiprocess_dir()) is not None:
+        folder.mkdir(parents=True, exist_ok=True)
     signals.task_prerun.connect(task_started, weak=False, dispatch_uid="vendorwatch-metrics-start")
     signals.task_postrun.connect(task_finished, weak=False, dispatch_uid="vendorwatch-metrics-end")
     if not event.contains(DeliveryAttempt, "after_insert", attempt_recorded):
