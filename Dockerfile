@@ -1,4 +1,4 @@
-# vendorwatch: one image for the worker, beat and migrations (docker-compose.yml picks the command).
+# vendorwatch: one image for the worker, beat, migrations and the console (docker-compose.yml picks the command).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

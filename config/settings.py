@@ -25,6 +25,18 @@ class Settings(BaseSettings):
     # How long a beat waits for an unreachable Redis before it exits non-zero (0: forever; a supervisor that
     # restarts failed processes makes either choice safe).
     beat_give_up_seconds: int = Field(default=0, ge=0)
+    # Retention (the daily `maintenance.purge`, `vendorwatch purge`): what is older goes. Observations, revisions,
+    # alerts themselves, feed_file rows and digest runs are kept: they are the record the digest compares against.
+    retain_files_days: int = Field(default=400, ge=1)  # archive/ and quarantine/ files
+    retain_attempts_days: int = Field(default=400, ge=1)  # delivery_attempt rows
+    retain_alert_events_days: int = Field(default=730, ge=1)  # events of alerts resolved longer ago than this
+    # The console (`vendorwatch serve`): users as `name:password-hash` entries (`vendorwatch console-user` makes
+    # one), separated by newlines or spaces, in the variable or in a file; never in the repo.
+    console_users: str | None = None
+    console_users_file: Path | None = None
+    console_secret_key: str | None = None  # signs the session cookie; random per start when unset
+    console_secure_cookie: bool = False  # set true behind HTTPS: the cookie is then never sent over plain HTTP
+    console_metrics_token: str | None = None  # when set, /metrics wants `Authorization: Bearer <token>`
 
     @property
     def inbox(self) -> Path:
@@ -62,6 +74,7 @@ def remember_secrets(settings: Settings) -> None:
 
     urls = (settings.database_url, settings.broker_url, settings.result_backend)
     remember(value for url in urls for value in url_secrets(url))
+    remember(value for value in (settings.console_secret_key, settings.console_metrics_token) if value)
     remember(heartbeat_secrets(settings.heartbeat_url))
 
 

@@ -8,10 +8,15 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 
-# Headless Chromium renders the digest in the browser tests (Debian's package; the tests never skip).
-if ! command -v chromium >/dev/null 2>&1; then
+# Headless Chromium renders the digest and drives the console in the browser tests (with chromium-driver), and
+# promtool checks the example alerting rules (Debian's prometheus package); the tests never skip.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # The services the tests talk to. They normally run already; start any that is down (tests never skip).

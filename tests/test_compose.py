@@ -19,9 +19,10 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 TEST_POSTGRES_PASSWORD = "compose-test-pg-password"
 TEST_FLOWER_BASIC_AUTH = "compose-test-user:compose-test-password"
 TEST_REDIS_PASSWORD = "compose-test-redis-password"
+TEST_CONSOLE_SECRET_KEY = "compose-test-console-signing-key"
 SECRETS = {"POSTGRES_PASSWORD": TEST_POSTGRES_PASSWORD, "FLOWER_BASIC_AUTH": TEST_FLOWER_BASIC_AUTH,
-           "REDIS_PASSWORD": TEST_REDIS_PASSWORD}
-EXPECTED_SERVICES = {"redis", "postgres", "migrate", "worker", "beat", "watcher", "flower", "mailpit"}
+           "REDIS_PASSWORD": TEST_REDIS_PASSWORD, "VENDORWATCH_CONSOLE_SECRET_KEY": TEST_CONSOLE_SECRET_KEY}
+EXPECTED_SERVICES = {"redis", "postgres", "migrate", "worker", "beat", "watcher", "console", "flower", "mailpit"}
 SECRET_KEY = re.compile(r"^\s*-?\s*\"?(\w*(?:PASSWORD|SECRET|TOKEN|BASIC_AUTH|API_KEY)\w*)\"?\s*[:=]\s*(.*)$")
 # The user may be empty: redis://:password@host.
 URL_PASSWORD = re.compile(r"://[^:/?#@\s]*:(\$\{[^}]*\}|[^/?#@\s]+)@")
@@ -232,6 +233,7 @@ def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) ->
         ("watcher", "status --check broker --check inbox"),  # the inbox empties
         ("migrate", "status --check database"),  # the schema reached head
         ("redis", "redis-cli ping | grep -q PONG"),  # answers with the password, not NOAUTH
+        ("console", "/readyz"),  # database, broker and beat lock, as the console sees them
     ],
 )
 def test_each_healthcheck_tests_the_services_job(services: dict[str, dict[str, Any]], service: str, job: str) -> None:
@@ -247,3 +249,14 @@ def test_redis_demands_the_password_that_every_broker_url_carries(services: dict
     urls.append(services["flower"]["environment"]["CELERY_BROKER_URL"])
     assert all(url.startswith(f"redis://:{TEST_REDIS_PASSWORD}@redis:6379/") for url in urls), urls
     assert TEST_REDIS_PASSWORD not in " ".join(services["flower"]["command"])
+
+
+def test_the_console_serves_on_loopback_with_users_from_a_secret_and_shares_the_metrics_folder(
+        services: dict[str, dict[str, Any]]) -> None:
+    console = services["console"]
+    assert console["command"][:2] == ["vendorwatch", "serve"]
+    assert [(p.get("host_ip"), p["target"]) for p in console["ports"]] == [("127.0.0.1", 8080)]
+    assert console["environment"]["VENDORWATCH_CONSOLE_USERS_FILE"] == "/run/secrets/console_users"
+    assert [secret["source"] for secret in console["secrets"]] == ["console_users"]
+    folder = console["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert folder == services["worker"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/data/metrics"

@@ -16,11 +16,12 @@ from celery.signals import worker_process_init
 
 from config import secrets
 from config.settings import Settings, get_settings
+from worker import metrics
 
 # The tasks are Celery shared tasks (tasks/ never imports this module): each app that includes them gets its own
 # copy, and `task.delay()` sends through the current app, which importing this module makes ours.
 TASK_MODULES = ["tasks.ingest", "tasks.evaluate", "tasks.deliver", "tasks.digest", "tasks.pull", "tasks.pulse",
-                "tasks.heartbeat"]
+                "tasks.heartbeat", "tasks.retention"]
 # The longest task may run this long before the worker kills it ...
 TASK_TIME_LIMIT = 600
 # ... and Redis hands an unacknowledged task to another worker only after this long. It must stay well above the
@@ -78,6 +79,12 @@ def beat_schedule() -> dict[str, dict[str, object]]:
         },
         # The dead man's switch (VENDORWATCH_HEARTBEAT_URL): a ping every 5 minutes while beat and a worker live.
         "heartbeat": {"task": "monitor.heartbeat", "schedule": crontab(minute="*/5"), "options": {"expires": 240}},
+        # Retention (storage.retention): daily in the quiet hours, in small batches that never hold long locks.
+        "purge-old": {
+            "task": "maintenance.purge",
+            "schedule": crontab(minute=20, hour=3),
+            "options": {"expires": 3600},
+        },
     }
 
 
@@ -143,6 +150,7 @@ def redact_celery_logs(logger: logging.Logger, **_: object) -> None:
 
 
 app = create_app(get_settings())
+metrics.install()  # task durations and delivery attempts, counted in whichever process runs them
 app.set_default()  # every thread, Celery's pool threads too, sends the shared tasks through this app
 app.set_current()
 

@@ -74,6 +74,8 @@ alerts_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Ale
 db_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Database schema.")
 notify_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Channel checks.")
 feeds_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Feed freshness.")
+history_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True,
+                          help="What happened: files, revisions, deliveries, reruns, pulls, digests.")
 cli.add_typer(rerun_cli, name="rerun")
 cli.add_typer(alerts_cli, name="alerts")
 cli.add_typer(db_cli, name="db")
@@ -82,6 +84,7 @@ cli.add_typer(feeds_cli, name="feeds")
 remits_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True,  # remits (issue 16)
                          help="Figures recomputed from the payers' 835 remittances.")
 cli.add_typer(remits_cli, name="remits")
+cli.add_typer(history_cli, name="history")
 
 PIPED_WIDTH = 200
 
@@ -219,6 +222,9 @@ def worker(
     prepare_database()
     from storage.db import get_engine
     from worker.app import app
+    from worker.metrics import reset_multiprocess_dir
+
+    reset_multiprocess_dir()
 
     get_engine().dispose()  # the schema check's connection: the prefork children must not inherit it
 
@@ -446,6 +452,8 @@ def digest(
     prepare_database()
     week = digest_week(week)
     practices, regions = digest_targets(config, practice, region)
+    if resend and preview is None:
+        record_rerun("digest.resend", {"practice_id": practice, "region": region, "week": week, "all": all_})
     results: list[dict[str, Any]] = []
     with session_scope() as session:
         for item in practices:
@@ -580,19 +588,22 @@ def rerun_pull(
         enqueue(ctx, "feeds.pull", {"practice_id": practice_id, "vendor_id": vendor_id})
 
 
+def record_rerun(task: str, arguments: dict[str, Any], task_id: str | None = None) -> None:
+    """Who asked for what to run again, for `vendorwatch history reruns`."""
+    from worker.reruns import record_rerun as record
+
+    record(task, arguments, operator_name(), task_id)
+
+
 def enqueue(ctx: typer.Context, task: str, arguments: dict[str, Any]) -> None:
-    from storage.db import session_scope
-    from storage.models import Rerun
-    from worker.app import app
+    from worker.reruns import request_rerun
 
     prepare_database()
-    result = app.send_task(task, kwargs=arguments)
-    with session_scope() as session:
-        session.add(Rerun(task=task, arguments=arguments, requested_by=getpass.getuser(), task_id=result.id))
+    task_id = request_rerun(task, arguments, operator_name())
     emit(
         ctx,
-        {"task": task, "task_id": result.id, "arguments": arguments},
-        f"enqueued {task} {json.dumps(arguments)} as {result.id}",
+        {"task": task, "task_id": task_id, "arguments": arguments},
+        f"enqueued {task} {json.dumps(arguments)} as {task_id}",
     )
 
 
@@ -901,6 +912,86 @@ def status(
         raise typer.Exit(EXIT_FAILURE)
 
 
+@cli.command()
+def purge(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be removed.")] = False,
+) -> None:
+    """Remove archive and quarantine files, delivery attempts and resolved alerts' events older than their
+    configured ages (VENDORWATCH_RETAIN_*_DAYS); observations and revisions are kept."""
+    from config.settings import get_settings
+    from storage.retention import purge as run_purge
+
+    prepare_database()
+    report = run_purge(get_settings(), dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    cutoffs = report.cutoffs
+    lines = [f"{verb} {report.files} files ({report.file_bytes} bytes) filed before {cutoffs.files:%Y-%m-%d}",
+             f"{verb} {report.delivery_attempts} delivery attempts made before {cutoffs.attempts:%Y-%m-%d}",
+             f"{verb} {report.alert_events} events of alerts resolved before {cutoffs.alert_events:%Y-%m-%d}"]
+    if dry_run:
+        lines += [f"  {name}" for name in report.file_names]
+    emit(ctx, report.as_dict(), "\n".join(lines))
+
+
+@cli.command()
+def metrics(ctx: typer.Context) -> None:
+    """Print the Prometheus metrics once (what `serve` answers on /metrics), e.g. for a node exporter's textfile
+    collector."""
+    from config.settings import get_settings
+    from worker.metrics import exposition
+
+    config = ctx.obj.config()
+    prepare_database()
+    sys.stdout.write(exposition(get_settings(), lambda: config).decode())
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    threads: Annotated[int, typer.Option(help="Requests served at once.")] = 4,
+) -> None:
+    """Run the web console: feed status, open alerts (acknowledge, silence), files, outbox, reruns; /metrics,
+    /healthz, /readyz. Users from VENDORWATCH_CONSOLE_USERS or VENDORWATCH_CONSOLE_USERS_FILE."""
+    import waitress
+
+    from config.settings import get_settings
+    from tasks.context import current_config
+    from worker.console.app import create_console
+    from worker.console.users import UsersError, load_users
+
+    load_worker_config()
+    prepare_database()
+    settings = get_settings()
+    try:
+        users = load_users(settings)
+    except UsersError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILURE) from exc
+    if not users:
+        err.print("[red]error[/red] no console users: set VENDORWATCH_CONSOLE_USERS or VENDORWATCH_CONSOLE_USERS_FILE "
+                  "(entries from `vendorwatch console-user NAME`)", highlight=False)
+        raise typer.Exit(EXIT_FAILURE)
+    console = create_console(settings, users, current_config)
+    err.print(f"console on http://{host}:{port}/ for {len(users)} user(s)", highlight=False)
+    waitress.serve(console, host=host, port=port, threads=threads, ident="vendorwatch")
+
+
+@cli.command("console-user")
+def console_user(
+    name: Annotated[str, typer.Argument(help="The user name.")],
+) -> None:
+    """Print a `name:password-hash` entry for VENDORWATCH_CONSOLE_USERS(_FILE); asks for the password twice."""
+    from worker.console.users import UsersError, user_entry
+
+    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        sys.stdout.write(user_entry(name, password) + "\n")
+    except UsersError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 @db_cli.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply migrations."""
@@ -917,6 +1008,62 @@ def db_upgrade(ctx: typer.Context) -> None:
     steps = f"{applied[0]} -> {applied[-1]}" if len(applied) > 1 else applied[0]
     emit(ctx, {"status": "upgraded", "from": before, "to": after, "applied": applied},
          f"database schema upgraded: applied {steps}" + (f" (it was at {before})" if before else ""))
+
+
+HISTORY_HELP = {
+    "feeds": "Files received: accepted, and rejected with every problem (row, column, message).",
+    "revisions": "Corrected values: old and new value, and the file behind each.",
+    "deliveries": "Outbox messages with every attempt per target and its error.",
+    "reruns": "Who reran what and when (rerun commands, digest --resend, the console).",
+    "pulls": "HTTPS pulls of vendor feeds and their outcome.",
+    "digests": "Weekly digest runs: claimed, sent or failed.",
+}
+
+
+def history_command(kind: str) -> None:
+    """One `history` sub-command per kind, with the same filters; each kind ignores a filter it cannot apply
+    (a digest run names no vendor)."""
+
+    def command(
+        ctx: typer.Context,
+        practice: Annotated[str | None, typer.Option(help="Only this practice.")] = None,
+        vendor: Annotated[str | None, typer.Option(help="Only this vendor.")] = None,
+        kpi: Annotated[str | None, typer.Option(help="Only this KPI.")] = None,
+        since: Annotated[str | None, typer.Option(help="From this date or date-time (UTC unless an offset).")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many entries, newest first.", min=1)] = 200,
+    ) -> None:
+        from storage.db import session_scope
+        from storage.history import Filters, history
+
+        prepare_database()
+        filters = Filters(practice=practice, vendor=vendor, kpi=kpi, since=parse_since(since), limit=limit)
+        with session_scope() as session:
+            rows = history(session, kind, filters)
+        emit(ctx, rows, history_table(kind, rows))
+
+    command.__doc__ = HISTORY_HELP[kind]
+    history_cli.command(kind)(command)
+
+
+def parse_since(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not a date or date-time (YYYY-MM-DD[THH:MM])",
+                                 param_hint="--since") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def history_table(kind: str, rows: list[dict[str, Any]]) -> Table | str:
+    from worker.history_view import history_table as table_of
+
+    return table_of(kind, rows) if rows else f"no {kind} recorded for these filters"
+
+
+for _kind in HISTORY_HELP:
+    history_command(_kind)
 
 
 def main() -> None:
