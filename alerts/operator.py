@@ -67,6 +67,15 @@ class RemitRejected(OperatorFacts):
 
 
 @dataclass(frozen=True)
+class RemitKeyUnset(OperatorFacts):
+    """835s wait in the inbox: without the claim-id key a resubmission cannot be told from a first pass."""
+
+    kind = "remit_key_missing"
+    name: str  # the first file found waiting
+    variable: str  # the environment variable to set
+
+
+@dataclass(frozen=True)
 class FileSetAside(OperatorFacts):
     """Something in the inbox that is not a regular file (a link, a pipe, a stale dot-named file)."""
 
@@ -122,8 +131,8 @@ class PulseDue(OperatorFacts):
 
 
 KINDS: dict[str, type[OperatorFacts]] = {facts.kind: facts for facts in (
-    FeedRejected, PulseRejected, RemitRejected, FileSetAside, ConfigRefused, DeliveryFailed, UnsentDigest,
-    CheckinDue, PulseDue)}
+    FeedRejected, PulseRejected, RemitRejected, RemitKeyUnset, FileSetAside, ConfigRefused, DeliveryFailed,
+    UnsentDigest, CheckinDue, PulseDue)}
 
 
 def enqueue_operator_alert(session: Session, config: Config, facts: OperatorFacts, *, details: Sequence[str] = (),
@@ -187,6 +196,11 @@ def file_facts(name: str, result: IngestResult) -> OperatorFacts | None:
     if result.kind == "remits":
         return RemitRejected(name, count, str(result.moved_to))
     return FeedRejected(name, count, str(result.moved_to))
+
+
+def tell_remit_key_missing(session: Session, config: Config, path: Path, inbox: Path, variable: str) -> int | None:
+    """An 835 cannot be read until the operator sets the key; it stays in the inbox and is read once it is set."""
+    return enqueue_operator_alert(session, config, RemitKeyUnset(inbox_name(path, inbox), variable))
 
 
 def tell_config_refused(session: Session, config: Config, refusal: Refusal) -> int | None:

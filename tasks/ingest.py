@@ -10,6 +10,7 @@ from celery import shared_task
 from alerts.owed import owe_evaluation, owed_evaluations
 from config.settings import get_settings
 from intake.inbox import OutsideInbox, list_inbox, list_strays, process_inbox_file
+from remits.keys import KEY_VARIABLE, RemitKeyMissing
 from storage.db import session_scope
 from storage.models import utcnow
 from storage.uploads import IngestResult
@@ -46,6 +47,11 @@ def ingest_file(path: str, evaluate: bool = True, settled: bool = False) -> dict
     except OutsideInbox:
         log.warning("refused to ingest %s: not a file inside the inbox", Path(path).name)
         return {"path": path, "status": "refused"}
+    except RemitKeyMissing:
+        # The setting, not the file: it stays in the inbox (its attempt not counted) and is read once the key is set.
+        log.warning("%s waits in the inbox: %s is not set", Path(path).name, KEY_VARIABLE)
+        tell_once_about_remit_key(Path(path))
+        return {"path": path, "status": "waiting"}
     if result is None:
         return {"path": path, "status": "gone"}
     if result.status in ("rejected", "ignored"):
@@ -60,6 +66,25 @@ def ingest_file(path: str, evaluate: bool = True, settled: bool = False) -> dict
         for practice in result.practices:
             evaluate_task.delay(practice_id=practice)
     return result.as_dict()
+
+
+def tell_once_about_remit_key(path: Path) -> None:
+    """Every scan retries the file: one process tells the operator, again a week later (tasks.once) if still unset."""
+    from alerts.operator import tell_remit_key_missing
+    from tasks.deliver import deliver_task
+    from tasks.once import claim_once, release
+
+    if not claim_once("remit-key-missing"):
+        return
+    try:
+        with session_scope() as session:
+            notification_id = tell_remit_key_missing(session, current_config(), path, get_settings().inbox,
+                                                     KEY_VARIABLE)
+    except Exception:
+        release("remit-key-missing")  # the database is down: a later scan tells instead
+        raise
+    if notification_id is not None:
+        deliver_task.delay(notification_id)
 
 
 def tell_operator(path: Path, result: IngestResult) -> None:

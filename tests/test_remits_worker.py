@@ -82,3 +82,36 @@ def test_an_inbox_835_is_stored_and_deleted_and_a_bad_one_quarantined_with_the_o
     with session_scope(postgres_url) as session:
         payloads = json.dumps([n.payload for n in session.scalars(select(Notification))])
     assert not any(planted in payloads for planted in PLANTED)
+
+
+def test_an_inbox_835_waits_for_the_key_and_the_operator_is_told_once_not_at_every_scan(
+    tmp_path: Path, postgres_url: str, redis_url: str, teams_server: CapturingHTTPSServer,
+    smtp_server: CapturingSMTPServer,
+) -> None:
+    data_dir = tmp_path / "var"
+    env = {key: value for key, value in stack_env(data_dir, postgres_url, redis_url, teams_server,
+                                                  smtp_server).items() if key != KEY_VARIABLE}
+    with running_worker({**env, KEY_VARIABLE: ""}):
+        waiting = drop(data_dir / "inbox", "era-waiting.835", render_835(planted_file()))
+        for _scan in range(3):
+            vendorwatch("rerun", "ingest", env=env)
+        told = waiting_messages(smtp_server, timeout=30)
+        time.sleep(3)  # the later scans' tasks have run by now: they must not tell again
+        told = waiting_messages(smtp_server, timeout=0.1)
+
+    assert len(told) == 1, [str(m.message["Subject"]) for m in smtp_server.messages]
+    subject = str(told[0].message["Subject"])
+    assert f"835 remittances waiting: {KEY_VARIABLE} is not set" in subject
+    body = told[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "maple-clinic/remits/era-waiting.835" in body and "stay there unread" in body
+    assert waiting.exists(), "the file must wait in the inbox for the key, not be quarantined"
+    assert stored_months(postgres_url) == 0
+
+
+def waiting_messages(smtp_server: CapturingSMTPServer, timeout: float) -> list[CapturedMessage]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [m for m in smtp_server.messages if "835 remittances waiting" in str(m.message["Subject"])]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
