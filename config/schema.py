@@ -156,6 +156,9 @@ class Region(Strict):
     timezone: str | None = None  # default: the time zone of the region's first practice
     digest_to: list[str] = Field(min_length=1)
     digest: DigestSchedule = DigestSchedule()
+    # A group whose practices' leaders see each other: their digests may name the region's other practices when
+    # comparing a shared vendor. Off by default: a practice's leaders see counts and figures, never who.
+    share_names: bool = False
 
     @field_validator("timezone")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,6 +32,8 @@ from digest.assess import (
     without_covered_trends,
 )
 from digest.model import AlertLine, Digest, KpiRow, TrendPoint, VendorCard
+from digest.peers import current, fields_for
+from digest.portfolio import Field, PeerLine, peer_line, within, worst_standing
 from digest.pulse_report import pulse_report
 from digest.schedule import local_date, reporting_window
 from feeds.freshness import next_due
@@ -63,6 +66,7 @@ def build_digest(
     open_alerts = sort_alerts(opened + still_open)
     dollars = dollar_lines(practice, vendors)
     new_data = any(card.new_data for card in vendors)
+    peers, fields = peer_standing(session, config, practice, series)
     return Digest(
         practice_id=practice.id,
         practice_name=practice.name,
@@ -85,7 +89,49 @@ def build_digest(
         pulse=pulse,
         has_data=any(card.rows for card in vendors),
         new_data=new_data,
+        peers=peers,
+        fields=fields,
     )
+
+
+def peer_standing(session: Session, config: Config, practice: Practice, series: Series
+                  ) -> tuple[tuple[PeerLine, ...], tuple[Field, ...]]:
+    """For each vendor this practice shares with others: the KPI (practice-wide, latest period) on which it stands
+    furthest behind the other practices, when that matters (digest.portfolio.matters), and every figure compared."""
+    cache = current(session, config)
+    lines: list[PeerLine] = []
+    fields: list[Field] = []
+    for vendor in practice.vendors:
+        if len(cache.served.get(vendor.id, ())) < 2:
+            continue
+        own = []
+        for (vendor_id, kpi, segment), points in series.items():
+            if vendor_id != vendor.id or segment != "all":
+                continue
+            latest = points[-1]
+            found = fields_for(session, config, vendor.id, latest.period_start, latest.period_end, cache).get(kpi)
+            if found is None:
+                continue
+            fields.append(found)
+            if (line := peer_line(found, practice.id, vendor.name)) is not None:
+                own.append(line)
+        if (worst := worst_standing(own)) is not None:
+            lines.append(named_best(config, practice, worst, fields))
+    return tuple(lines), tuple(fields)
+
+
+def named_best(config: Config, practice: Practice, line: PeerLine, fields: list[Field]) -> PeerLine:
+    """With `share_names: true` on the practice's region, name the region's best practice (another one)."""
+    region = config.regions.get(practice.region or "")
+    if region is None or not region.share_names:
+        return line
+    group = {p.id: p.name for p in config.practices if p.region == practice.region and p.id != practice.id}
+    found = next(f for f in fields if f.kpi == line.kpi and f.vendor_id == line.vendor_id)
+    mine = within(found, group)
+    if not mine.practices or not worse_than(line.value, mine.best, line.better):
+        return line
+    best_id = min(mine.values, key=lambda pid: (mine.rank(mine.values[pid]), group[pid]))
+    return replace(line, best_name=group[best_id], group_best=mine.best)
 
 
 def scorecard_series(session: Session, practice_id: str, alerted: set[SeriesKey]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from digest.portfolio import Field, PeerLine, ServiceComparison, SharedVendor
 from digest.pulse_report import PulseReport, PulseScore
 from feeds.freshness import FeedDue
 
@@ -154,6 +155,10 @@ class Digest:
     pulse: PulseReport | None
     has_data: bool
     new_data: bool
+    # Where this practice stands among the practices its vendors serve: one line per vendor, where it matters.
+    peers: tuple[PeerLine, ...] = ()
+    # The figures compared (shared with every digest of the run), so a roll-up is built from digests alone.
+    fields: tuple[Field, ...] = ()
 
     @property
     def open_alerts(self) -> tuple[AlertLine, ...]:
@@ -177,6 +182,8 @@ class RegionDigest:
     since: dt.date
     as_of: dt.date
     practices: tuple[Digest, ...]
+    vendors: tuple[SharedVendor, ...] = ()  # vendors serving two or more of its practices, compared across them
+    services: tuple[ServiceComparison, ...] = ()  # different vendors of one service side by side
 
     @property
     def needing_action(self) -> tuple[Digest, ...]:

@@ -16,7 +16,7 @@ from tests.conftest import subprocess_env
 from tests.worker_process import BIN
 
 WEEK = "2026-W48"  # the demo evaluates as of 2026-11-23
-PRACTICES = ("oakridge-fm", "lakeside-peds")
+PRACTICES = ("oakridge-fm", "lakeside-peds", "riverbend-im")  # riverbend: the group's third (issue 17)
 TIMEOUT_S = 120
 ACCEPTANCE_S = 60  # the issue's acceptance criterion: "runs in under a minute"
 
@@ -107,6 +107,18 @@ def test_demo_text_digest_of_oakridge_covers_denials_and_the_staff_pulse(demo: D
     assert "staff pulse" in text
 
 
+def test_demo_group_shows_acme_compared_across_its_three_practices(demo: DemoRun) -> None:
+    oakridge = " ".join(digest_path(demo, "oakridge-fm", "txt").read_text(encoding="utf-8").split())
+    # Oakridge 9.6% against Lakeside 6.1% and Riverbend 4.4% (worker/demo/generate.py) in Oct 2026.
+    assert ("Acme RCM's initial denial rate here, 9.6% in Oct 2026, is worse than at 2 of the 3 practices it "
+            "serves (median 6.1%, best 4.4%).") in oakridge
+    assert "Riverbend" not in oakridge and "Lakeside" not in oakridge  # the midwest group does not share names
+    region = " ".join((demo.out / f"region-midwest-{WEEK}.txt").read_text(encoding="utf-8").split())
+    assert "ACME RCM (BILLING) SERVES 3 PRACTICES HERE" in region
+    assert ("Initial denial rate in Oct 2026: median 6.1%; best Riverbend Internal Medicine, 4.4%; worst Oakridge "
+            "Family Medicine, 9.6%") in region
+
+
 def test_demo_prints_the_alerts_it_sent(demo: DemoRun) -> None:
     printed = demo.stdout_words
 
@@ -126,7 +138,7 @@ def test_demo_prints_each_digests_verdict(demo: DemoRun) -> None:
     assert ("oakridge-fm: Action needed: Acme RCM initial denial rate is 9.6%, over the 9.0% limit - "
             "Oakridge Family Medicine, week 2026-W48") in printed
     assert "lakeside-peds: Action needed: Acme RCM charge lag is 5.6 days, over the 5.0 days limit" in printed
-    assert "region:midwest: Midwest region: 2 of 2 practices need attention" in printed
+    assert "region:midwest: Midwest region: 2 of 3 practices need attention" in printed
 
 
 def test_demo_writes_a_teams_and_an_email_message_per_notification(demo: DemoRun) -> None:
