@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import CollationClause
 from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, is_silenced
 from alerts.formats import TEXT
 from alerts.messages import environment
+from alerts.record import ESCALATION_RULE, RECORD_MONTHS, escalation_verdict, record_of
 from alerts.routes import MessageFacts, select_tags
 from alerts.rules import (
     LIMIT_RULES,
@@ -328,6 +329,12 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
     firing = alerts.get((RULE, vendor_id, kpi_key, segment))
     verdicts = judge_latest(vendor_points, thresholds, baseline, vendor.go_live, learning,
                             firing is not None and firing.state == "firing")
+    if thresholds.escalate_after and not learning and (thresholds.warn is not None or thresholds.crit is not None):
+        # Months of the learning period do not count: slippage there is expected, not a pattern.
+        learning_end = vendor.go_live + dt.timedelta(days=learning_days)
+        record = record_of(vendor_points[-RECORD_MONTHS:], thresholds, None, learning_end)
+        if record.months and record.months[-1].period == vendor_points[-1].period:
+            verdicts[ESCALATION_RULE] = escalation_verdict(record, thresholds.escalate_after, vendor_points[-1])
     applied = []
     for rule, verdict in verdicts.items():
         alert = alerts.get((rule, vendor_id, kpi_key, segment))

@@ -110,7 +110,10 @@ def fee_line(card: VendorCard, annual: float) -> DollarLine | None:
 
 
 def sort_alerts(alerts: Iterable[AlertLine]) -> list[AlertLine]:
-    return sorted(alerts, key=lambda a: (SEVERITY_RANK.get(a.severity, 2), a.vendor, a.kpi_label, a.segment))
+    # A KPI's escalation after its own alerts: the verdict states this month's value first (the huddle's point
+    # raises the escalation instead, talking_points).
+    return sorted(alerts, key=lambda a: (SEVERITY_RANK.get(a.severity, 2), a.vendor, a.kpi_label, a.segment,
+                                         a.rule == "escalation"))
 
 
 def without_covered_trends(lines: Sequence[AlertLine]) -> list[AlertLine]:
@@ -132,11 +135,17 @@ def headline(
         return Headline("empty", late_feeds[0] if late_feeds else None, max(0, len(late_feeds) - 1))
     if open_alerts:
         worst = open_alerts[0]
-        more = len(open_alerts) - 1 + len(late_feeds)
+        more = len(distinct_topics(open_alerts)) - 1 + len(late_feeds)
         return Headline(worst.severity, worst, more, kpis, last)
     if late_feeds:
         return Headline("late", late_feeds[0], len(late_feeds) - 1, kpis, last)
     return Headline("ok" if new_data else "quiet", None, 0, kpis, last)
+
+
+def distinct_topics(alerts: Sequence[AlertLine]) -> list[AlertLine]:
+    """Without the escalations of KPIs that have another open alert: one problem, not one more."""
+    others = {(a.vendor_id, a.kpi, a.segment) for a in alerts if a.rule != "escalation"}
+    return [a for a in alerts if a.rule != "escalation" or (a.vendor_id, a.kpi, a.segment) not in others]
 
 
 def talking_points(
@@ -149,7 +158,9 @@ def talking_points(
 ) -> tuple[TalkingPoint, ...]:
     """Up to three, never filler: the worst open alert, the biggest dollar gap, a staff signal or a late feed;
     then whatever else the week holds (more alerts, a vendor in its learning period, good news)."""
-    alerts = [TalkingPoint("alert", alert=a) for a in open_alerts]
+    # Months in breach say more than this month's value: a KPI's escalation is the point raised for it.
+    escalated = {(a.vendor_id, a.kpi, a.segment): a for a in open_alerts if a.rule == "escalation"}
+    alerts = [TalkingPoint("alert", alert=escalated.get((a.vendor_id, a.kpi, a.segment), a)) for a in open_alerts]
     gaps = [TalkingPoint("dollar", dollar=d) for d in dollars if d.kind != "vendor_fee"]
     staff = [point] if (point := staff_signal(pulse)) else []
     silent = {card.name for card in vendors if not card.rows}  # never sent anything: first_feed says it

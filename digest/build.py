@@ -11,6 +11,7 @@ from dataclasses import replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.record import RECORD_MONTHS, improving, record_of
 from alerts.rules import (
     SEVERITY_ORDER,
     Point,
@@ -335,6 +336,7 @@ def kpi_row(
     verdicts = judge_latest(points, thresholds, baseline, vendor.go_live, learning, firing)
     alert_severity = max((alert.severity for alert in open_alerts), key=SEVERITY_ORDER.__getitem__, default=None)
     status, limit, recover = row_status(verdicts, alert_severity, latest.value, kpi.better, target)
+    record = None if segment != "all" else record_of(points[-RECORD_MONTHS:], thresholds, target, vendor.go_live)
     return KpiRow(
         key=key,
         label=kpi.label,
@@ -351,6 +353,8 @@ def kpi_row(
         stale=is_stale(latest.period_end, vendor.cadence, as_of),
         segment=segment,
         recover=recover,
+        record=record,
+        getting_better=None if record is None else improving(record, kpi.better),
     )
 
 

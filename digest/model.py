@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from alerts.record import Record
 from digest.portfolio import Field, PeerLine, ServiceComparison, SharedVendor
 from digest.pulse_report import PulseReport, PulseScore
 from feeds.freshness import FeedDue
@@ -39,6 +40,13 @@ class KpiRow:
     stale: bool  # the vendor's feed is so late that this value is old news
     segment: str = "all"  # a payer's, location's or provider's own figure (payer:Aetna), or the whole practice's
     recover: float | None = None  # the line a held alert must pass to clear, while it is held by it
+    record: Record | None = None  # its last 12 months after go-live (alerts.record), practice-wide rows only
+    getting_better: bool | None = None  # the last 3 months against the 3 before (alerts.record.improving)
+
+    @property
+    def breached_lately(self) -> bool:
+        """A breach in the last 12 months: worth the record's line on the scorecard."""
+        return self.record is not None and self.record.longest_run > 0
 
     @property
     def improved(self) -> bool | None:

@@ -35,6 +35,7 @@ class PeerCache:
     fields: dict[PeriodKey, dict[str, Field]] = field(default_factory=dict)
 
 
+STAMP_QUERY = select(func.max(FeedFile.id))
 _cache = PeerCache()
 _lock = threading.Lock()
 
@@ -49,8 +50,9 @@ def served_by(config: Config) -> dict[str, frozenset[str]]:
 
 
 def current(session: Session, config: Config) -> PeerCache:
-    stamp = session.scalar(select(func.max(FeedFile.id))) or 0
-    key = (str(session.get_bind().engine.url), stamp, id(config))
+    connection = session.connection()
+    stamp = connection.execute(STAMP_QUERY).scalar() or 0  # Core, not the ORM: asked once per digest
+    key = (str(connection.engine.url), stamp, id(config))
     with _lock:
         global _cache
         if _cache.key != key:

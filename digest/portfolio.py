@@ -27,6 +27,7 @@ class Field:
     unit: str
     values: Mapping[str, float]  # practice id -> value
     keys: tuple[float, ...]  # ascending sort keys: the value, negated when higher is better (best first)
+    median: float  # worked out once: every digest of the run asks for it
 
     @property
     def practices(self) -> int:
@@ -42,10 +43,6 @@ class Field:
     @property
     def worst(self) -> float:
         return self.value(self.keys[-1])
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values.values())
 
     def better_than(self, value: float) -> int:
         """How many practices have a value strictly better than `value`."""
@@ -66,7 +63,8 @@ def sort_key(value: float, better: str) -> float:
 def field_of(vendor_id: str, kpi: str, period: str, better: str, values: Mapping[str, float],
              kpi_label: str = "", unit: str = "") -> Field:
     keys = tuple(sorted(sort_key(value, better) for value in values.values()))
-    return Field(vendor_id, kpi, period, better, kpi_label or kpi, unit, dict(values), keys)
+    middle = statistics.median(values.values()) if values else float("nan")
+    return Field(vendor_id, kpi, period, better, kpi_label or kpi, unit, dict(values), keys, middle)
 
 
 def within(field: Field, practice_ids: Collection[str]) -> Field:
