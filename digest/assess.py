@@ -4,6 +4,7 @@ points. Data in, data out; no database, no clock, no wording (the templates word
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from alerts.rules import LIMIT_RULES, SEVERITY_ORDER, Verdict, worse_than
 from config import Kpi, Practice, Vendor
@@ -17,9 +18,12 @@ from digest.model import (
     VendorCard,
 )
 from digest.pulse_report import PulseReport, PulseScore
+from storage.periods import MONTH, parse_period
 
 # Percent-of-collections KPIs whose gap to target is money: gap points / 100 x annual net collectible.
 GAP_KINDS = {"net_collection_rate": "collection_gap", "cost_to_collect_pct": "cost_gap"}
+# Gaps priced from a month's net collections: denials over target a year, days in A/R over target once.
+MONTH_GAP_KINDS = {"denial_rate": "denial_gap", "days_in_ar": "ar_cash"}
 # SPEC section 2: an in-house billing office often costs 9-10% of net collections.
 IN_HOUSE_PCT = (9.0, 10.0)
 IN_HOUSE_SERVICES = {"billing", "billing_follow_up"}
@@ -69,20 +73,49 @@ def row_status(
     return ("ok" if judged else "tracked"), None, None
 
 
-def dollar_lines(practice: Practice, vendors: Iterable[VendorCard]) -> tuple[DollarLine, ...]:
-    """Gaps first, the biggest first; then what each vendor's fee costs. Nothing without the practice's
-    annual net collectible revenue, which every dollar figure is a share of."""
+def dollar_lines(practice: Practice, vendors: Sequence[VendorCard]) -> tuple[DollarLine, ...]:
+    """Gaps a year first, the biggest first; then cash tied up in A/R; then what each vendor's fee costs. The
+    collection and cost gaps and the fees are shares of the practice's annual net collectible revenue; the
+    denial and A/R gaps are priced from the latest month's net collections a vendor reports."""
     annual = practice.annual_net_collectible
-    if not annual:
-        return ()
+    collections = collections_row(vendors)
     gaps: list[DollarLine] = []
     fees: list[DollarLine] = []
     for card in vendors:
-        gaps += [line for row in card.rows if (line := gap_line(card, row, annual)) is not None]
-        if (fee := fee_line(card, annual)) is not None:
+        for row in card.rows:
+            line = gap_line(card, row, annual) if annual else None
+            line = line or (month_gap_line(card, row, collections) if collections else None)
+            if line is not None:
+                gaps.append(line)
+        if annual and (fee := fee_line(card, annual)) is not None:
             fees.append(fee)
-    gaps.sort(key=lambda line: -line.amount)
+    gaps.sort(key=lambda line: (not line.yearly, -line.amount))
     return tuple(gaps + fees)
+
+
+def collections_row(vendors: Sequence[VendorCard]) -> KpiRow | None:
+    """The practice's latest monthly net collections, from whichever vendor reports them (the billing one)."""
+    rows = [row for card in vendors for row in card.rows
+            if row.key == "net_collections" and row.segment == "all" and not row.stale and row.value > 0
+            and MONTH.match(row.period)]
+    return max(rows, key=lambda row: row.period, default=None)
+
+
+def month_gap_line(card: VendorCard, row: KpiRow, collections: KpiRow) -> DollarLine | None:
+    """Denied dollars at risk (denial_rate over target) and cash tied up by days in A/R over target, priced from
+    a month's net collections."""
+    kind = MONTH_GAP_KINDS.get(row.key)
+    if kind is None or row.target is None or row.stale or row.segment != "all":
+        return None
+    over = round(row.value - row.target, 1)  # both are "lower is better"; priced as shown
+    if over <= 0:
+        return None
+    period = parse_period(collections.period)
+    days = (period.end - period.start).days + 1
+    line = DollarLine(kind, card.name, row.key, row.label, row.value, row.target, over, 0.0, 0.0,
+                      collections=collections.value, collections_period=collections.period, period_days=days)
+    amount = over * line.daily if kind == "ar_cash" else over / 100 * collections.value * 12
+    return replace(line, amount=amount)
 
 
 def gap_line(card: VendorCard, row: KpiRow, annual: float) -> DollarLine | None:

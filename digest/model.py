@@ -11,6 +11,7 @@ from digest.pulse_report import PulseReport, PulseScore
 from feeds.freshness import FeedDue
 
 SEVERITY_RANK = {"critical": 0, "warning": 1}
+YEARLY_GAPS = ("collection_gap", "cost_gap", "denial_gap")
 REGION_DETAILED = 30  # practices shown in full in a regional roll-up
 
 
@@ -100,8 +101,11 @@ class AlertLine:
 class DollarLine:
     """A gap priced in dollars a year, with the numbers that make the arithmetic visible.
 
-    kind: collection_gap (net collection rate under target), cost_gap (cost to collect over target), or
-    vendor_fee (fee_pct x annual net collectible; with the in-house range for a billing vendor)."""
+    kind: collection_gap (net collection rate under target), cost_gap (cost to collect over target),
+    vendor_fee (fee_pct x annual net collectible; with the in-house range for a billing vendor), denial_gap
+    (denial rate over target x a month's net collections x 12: claims denied beyond target, a year) or ar_cash
+    (days in A/R over target x average daily net collections: cash tied up once, not a year). The last two are
+    priced from the month's net collections (collections, over period_days days), not annual_net_collectible."""
 
     kind: str
     vendor: str
@@ -114,6 +118,20 @@ class DollarLine:
     amount: float  # dollars a year: gap / 100 x annual
     in_house_low: float | None = None
     in_house_high: float | None = None
+    collections: float | None = None  # the month's net collections the denial and A/R gaps are priced from
+    collections_period: str | None = None
+    period_days: int | None = None
+
+    @property
+    def daily(self) -> float:
+        """Average daily net collections, as shown (whole dollars), so the arithmetic adds up for the reader."""
+        return round((self.collections or 0) / (self.period_days or 1))
+
+    @property
+    def yearly(self) -> bool:
+        """A cost every year (summed as the gaps' cost); cash tied up in A/R is a one-off amount, and a fee is no
+        gap."""
+        return self.kind in YEARLY_GAPS
 
 
 @dataclass(frozen=True)
@@ -177,7 +195,7 @@ class Digest:
 
     @property
     def gap_dollars(self) -> float:
-        return sum(line.amount for line in self.dollars if line.kind != "vendor_fee")
+        return sum(line.amount for line in self.dollars if line.yearly)
 
 
 @dataclass(frozen=True)
