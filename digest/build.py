@@ -32,7 +32,7 @@ from digest.assess import (
     target_for,
     without_covered_trends,
 )
-from digest.model import AlertLine, Digest, KpiRow, TrendPoint, VendorCard
+from digest.model import AlertLine, Digest, KpiRow, PayerFigure, PayerRanking, TrendPoint, VendorCard
 from digest.peers import current, fields_for
 from digest.portfolio import Field, PeerLine, peer_line, within, worst_standing
 from digest.pulse_report import pulse_report
@@ -48,6 +48,10 @@ STAFF_KPIS = {"pulse_participation_rate", "pulse_workload", "pulse_role_clarity"
 SeriesKey = tuple[str, str, str]  # (vendor, kpi, segment)
 Series = dict[SeriesKey, list[Point]]
 MAX_SEGMENT_ROWS = 5  # segment rows per KPI on a scorecard
+# Seed 003 asks for A/R "overall and by payer" and denial categories: the worst payers on each, in the digest.
+PAYER_KPIS = ("days_in_ar", "denial_rate")
+MAX_PAYERS = 3
+PAYER_WINDOW_DAYS = 100  # the last two monthly periods, or a few weekly ones
 
 
 def build_digest(
@@ -68,6 +72,7 @@ def build_digest(
     dollars = dollar_lines(practice, vendors)
     new_data = any(card.new_data for card in vendors)
     peers, fields = peer_standing(session, config, practice, series)
+    payers = payer_rankings(session, config, practice, as_of)
     return Digest(
         practice_id=practice.id,
         practice_name=practice.name,
@@ -92,7 +97,46 @@ def build_digest(
         new_data=new_data,
         peers=peers,
         fields=fields,
+        payers=payers,
     )
+
+
+def payer_rankings(session: Session, config: Config, practice: Practice, until: dt.date
+                   ) -> tuple[PayerRanking, ...]:
+    """Per vendor, the worst MAX_PAYERS payers on days in A/R and the denial rate in the newest period a payer
+    reported, each with its change since its previous period. Reads only the payer series of those KPIs, and only
+    their last PAYER_WINDOW_DAYS of values."""
+    query = select(SeriesRow.id, SeriesRow.vendor_id, SeriesRow.kpi, SeriesRow.segment).where(
+        SeriesRow.practice_id == practice.id, SeriesRow.kpi.in_(PAYER_KPIS), SeriesRow.segment.like("payer:%"))
+    names = {row[0]: (row[1], row[2], row[3]) for row in session.execute(query)}
+    if not names:
+        return ()
+    values = (select(Observation.series_id, Observation.period, Observation.value)
+              .where(Observation.series_id.in_(list(names)), Observation.period_start <= until,
+                     Observation.period_start > until - dt.timedelta(days=PAYER_WINDOW_DAYS))
+              .order_by(Observation.series_id, Observation.period_start))
+    latest: dict[int, list[tuple[str, float]]] = defaultdict(list)
+    for series_id, period, value in session.execute(values):
+        latest[series_id] = [*latest[series_id][-1:], (period, value)]
+    grouped: dict[tuple[str, str], list[tuple[str, str, float, float | None]]] = defaultdict(list)
+    for series_id, last in latest.items():
+        vendor_id, kpi, segment = names[series_id]
+        change = round(last[-1][1] - last[0][1], 2) if len(last) == 2 else None
+        grouped[(vendor_id, kpi)].append((last[-1][0], segment.partition(":")[2], last[-1][1], change))
+    return tuple(ranking for (vendor_id, kpi_key), found in sorted(grouped.items())
+                 if (ranking := payer_ranking(config, practice, vendor_id, kpi_key, found)) is not None)
+
+
+def payer_ranking(config: Config, practice: Practice, vendor_id: str, kpi_key: str,
+                  found: list[tuple[str, str, float, float | None]]) -> PayerRanking | None:
+    kpi, vendor = config.kpi(kpi_key), practice.vendor(vendor_id)
+    if kpi is None or vendor is None:
+        return None
+    period = max(item[0] for item in found)
+    current = [PayerFigure(name, value, change) for when, name, value, change in found if when == period]
+    current.sort(key=lambda f: (-f.value if kpi.better == "lower" else f.value, f.payer))
+    return PayerRanking(vendor.name, kpi_key, kpi.label, kpi.unit, kpi.better, period,
+                        tuple(current[:MAX_PAYERS]), len(current))
 
 
 def peer_standing(session: Session, config: Config, practice: Practice, series: Series

@@ -98,6 +98,27 @@ class AlertLine:
 
 
 @dataclass(frozen=True)
+class PayerFigure:
+    payer: str  # its name, as the feed's segment gives it (payer:Aetna -> Aetna)
+    value: float
+    change: float | None  # against the payer's previous period (None: no previous period)
+
+
+@dataclass(frozen=True)
+class PayerRanking:
+    """A vendor's worst payers on one KPI in its latest period (days in A/R, denials), worst first."""
+
+    vendor: str
+    kpi: str
+    kpi_label: str
+    unit: str
+    better: str
+    period: str
+    worst: tuple[PayerFigure, ...]  # at most MAX_PAYERS
+    payers: int  # how many payers reported it that period
+
+
+@dataclass(frozen=True)
 class DollarLine:
     """A gap priced in dollars a year, with the numbers that make the arithmetic visible.
 
@@ -185,6 +206,7 @@ class Digest:
     peers: tuple[PeerLine, ...] = ()
     # The figures compared (shared with every digest of the run), so a roll-up is built from digests alone.
     fields: tuple[Field, ...] = ()
+    payers: tuple[PayerRanking, ...] = ()  # the worst payers for A/R and denials, where feeds carry payer segments
 
     @property
     def open_alerts(self) -> tuple[AlertLine, ...]:
