@@ -4,11 +4,13 @@ segments (issue 17 item 3), worked out by hand, through the real ingest on Postg
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from digest.build import build_digest
+from digest.model import Digest
 from digest.render import render_digest
 from storage.db import session_scope
 from tests.test_digest_seed import AFTER_SEND, WEEK, World, ingest_at, seed_world
@@ -20,7 +22,7 @@ AR_DAYS = [("Aetna", 58.0, 62.0), ("Cigna", 56.3, 55.1), ("Medicare", 41.0, 41.0
 DENIALS = [("Aetna", 7.0, 6.5), ("Cigna", 12.0, 14.25)]
 
 
-def payer_feed(path: Path, rows: list[tuple[str, str, float | None, float | None]]) -> Path:
+def payer_feed(path: Path, rows: Sequence[tuple[str, str, float | None, float | None]]) -> Path:
     lines = ["practice,vendor,kpi,period,value,segment"]
     for kpi, payer, september, october in rows:
         for period, value in (("2026-09", september), ("2026-10", october)):
@@ -31,13 +33,13 @@ def payer_feed(path: Path, rows: list[tuple[str, str, float | None, float | None
     return path
 
 
-def with_payers(tmp: Path, rows: list[tuple[str, str, float | None, float | None]]) -> World:
+def with_payers(tmp: Path, rows: Sequence[tuple[str, str, float | None, float | None]]) -> World:
     world = seed_world(tmp)
     ingest_at(dt.datetime(2026, 11, 18, 15, tzinfo=dt.UTC), payer_feed(tmp / "payers.csv", rows), world.config)
     return world
 
 
-def digest_of(world: World):  # type: ignore[no-untyped-def]
+def digest_of(world: World) -> Digest:
     practice = world.config.practice("maple-clinic")
     assert practice is not None
     with session_scope() as session:
