@@ -8,10 +8,11 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 
-# Headless Chromium renders the digest in the browser tests (Debian's package; the tests never skip).
-if ! command -v chromium >/dev/null 2>&1; then
+# Headless Chromium renders the digest and the review pack in the browser tests, and prints the pack's PDF;
+# poppler-utils (pdftotext, pdftoppm) reads that PDF back (Debian's packages; the tests never skip).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null
 fi
 
 # The services the tests talk to. They normally run already; start any that is down (tests never skip).

@@ -160,6 +160,7 @@ def seed_group(tmp: Path, share_names: bool = False, pine_name: str = "Pine Fami
     config = write_config(tmp / "config", practices, regions)
     history = months("2024-07", "2026-09")
     ingest_at(dt.datetime(2026, 10, 12, 15, tzinfo=dt.UTC), billing_feed(tmp / "history.csv", history), config)
+    evaluate_at(dt.datetime(2026, 10, 15, 12, tzinfo=dt.UTC), config)  # as the seed world: Maple's charge lag
     ingest_at(dt.datetime(2026, 11, 17, 15, tzinfo=dt.UTC),
               billing_feed(tmp / "maple-2026-10.csv", ["2026-10"], offset=len(history)), config)
     for practice, denial in OTHERS.items():

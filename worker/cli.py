@@ -811,6 +811,35 @@ def vendors_compare(
                                                f"practices) {'in ' + month if month else 'yet'}")
 
 
+@cli.command()
+def review(
+    ctx: typer.Context,
+    vendor: Annotated[str, typer.Option(help="Vendor id as in practices.yaml.")],
+    quarter: Annotated[str, typer.Option(help="YYYY-Qn, e.g. 2026-Q4.")],
+    out: Annotated[Path, typer.Option(help="Folder for the HTML, PDF and CSV.")],
+    practice: Annotated[str | None, typer.Option(help="One practice (default: every practice it serves).")] = None,
+) -> None:
+    """The quarterly review pack for a vendor: HTML, its PDF (headless Chromium) and a CSV of every figure."""
+    from digest.review import build_review, parse_quarter, write_pack
+    from storage.db import session_scope
+
+    config = ctx.obj.config()
+    try:
+        parse_quarter(quarter)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--quarter") from exc
+    prepare_database()
+    try:
+        with session_scope() as session:
+            built = build_review(session, config, vendor, quarter, practice)
+        files = write_pack(built, out)
+    except (ValueError, RuntimeError) as exc:
+        err.print(f"[red]review not written[/red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(EXIT_FAILURE) from exc
+    emit(ctx, {"vendor": vendor, "quarter": quarter, "files": [str(path) for path in files]},
+         "\n".join(f"wrote {path}" for path in files))
+
+
 @notify_cli.command("test")
 def notify_test(
     ctx: typer.Context,
