@@ -266,3 +266,20 @@ def test_hostile_practice_names_in_the_comparison_are_escaped(hostile: str, tmp_
         problems += [f"{kind} text: {p}" for p in text_problems(rendered.text, hostile, [pine])]
     assert "best in your group: " + one_line(pine) in words(digest.text)
     assert not problems, "\n".join(problems)
+
+
+def test_the_roll_up_sets_vendors_of_one_service_side_by_side_in_words() -> None:
+    from digest.model import RegionDigest
+    from digest.portfolio import service_comparisons
+
+    fields = [field_of("acme", "denial_rate", "2026-10", "lower", {"a": 4.0, "b": 8.0, "c": 6.0},
+                       "Initial denial rate", "%"),
+              field_of("summit", "denial_rate", "2026-10", "lower", {"d": 5.0, "e": 5.5}, "Initial denial rate", "%")]
+    vendors = {"acme": ("Acme RCM", "billing"), "summit": ("Summit <b>RCM</b>", "billing")}
+    services = service_comparisons(fields, {"a", "b", "c", "d", "e"}, vendors)
+    region = RegionDigest("west", "West", WEEK, dt.date(2026, 11, 16), dt.date(2026, 11, 23), (), (), services)
+    rendered = render_region(region)
+
+    assert ("BILLING VENDORS IN THIS REGION - Initial denial rate: Summit <b>RCM</b> 5.2% (median of 2); Acme RCM "
+            "6.0% (median of 3)") in words(rendered.text)
+    assert "Summit &lt;b&gt;RCM&lt;/b&gt; 5.2% (median of 2)" in rendered.html
