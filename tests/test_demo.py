@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -168,3 +169,27 @@ def test_demo_json_output_is_a_summary_with_alerts_and_digests(json_demo: DemoRu
         f"{stem}-{WEEK}.{suffix}" for stem in stems for suffix in ("html", "txt", "eml")
     }
     assert set(notification_files(json_demo.out)) == {alert["id"] for alert in summary["alerts_sent"]}
+
+
+def test_the_review_pack_for_the_demo_vendor_opens_in_chromium_and_as_pdf(demo: DemoRun, tmp_path: Path) -> None:
+    from tests.test_digest_browser import measure
+    from tests.test_review import chart_pixels
+
+    database = demo.folder / "var" / "demo" / "vendorwatch.sqlite"  # the demo's own (worker/demo/run.py)
+    env = subprocess_env({"VENDORWATCH_DATABASE_URL": f"sqlite:///{database}",
+                          "VENDORWATCH_CONFIG": str(Path(__file__).parents[1] / "config")})
+    result = subprocess.run([str(BIN / "vendorwatch"), "review", "--vendor", "acme-billing", "--quarter", "2026-Q3",
+                             "--out", str(tmp_path / "pack")], cwd=demo.folder, env=env, capture_output=True,
+                            text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = tmp_path / "pack" / "review-acme-billing-2026-Q3.html"
+    seen = measure(shutil.which("chromium") or "chromium", page, 1024, tmp_path)
+    assert seen["scroll"] <= seen["client"], seen["wide"]
+    for name in ("Quarterly review: Acme RCM, 2026-Q3", "Oakridge Family Medicine", "Lakeside Pediatrics",
+                 "Riverbend Internal Medicine"):
+        assert name in seen["text"]
+    pdf = page.with_suffix(".pdf")
+    text = subprocess.run(["pdftotext", "-l", "1", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Quarterly review: Acme RCM, 2026-Q3" in text
+    subprocess.run(["pdftoppm", "-f", "1", "-l", "1", "-r", "60", str(pdf), str(tmp_path / "page")], check=True)
+    assert chart_pixels(next(tmp_path.glob("page*.ppm"))) > 200
