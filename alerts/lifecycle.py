@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import CollationClause
 from alerts.decide import NOTIFYING_EVENTS, AlertState, SilenceWindow, is_silenced
 from alerts.formats import TEXT
 from alerts.messages import environment
+from alerts.record import ESCALATION_RULE, RECORD_MONTHS, escalation_verdict, record_of
 from alerts.remits_check import remits_verdicts
 from alerts.routes import MessageFacts, select_tags
 from alerts.rules import (
@@ -331,6 +332,12 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
                             firing is not None and firing.state == "firing")
     # remits (issue 16): the vendor's figure against the payers' own remittances, same lifecycle from here on
     verdicts.update(remits_verdicts(session, config, practice, kpi_key, segment, vendor_points[-1]))
+    if thresholds.escalate_after and not learning and (thresholds.warn is not None or thresholds.crit is not None):
+        # Months of the learning period do not count: slippage there is expected, not a pattern.
+        learning_end = vendor.go_live + dt.timedelta(days=learning_days)
+        record = record_of(vendor_points[-RECORD_MONTHS:], thresholds, None, learning_end)
+        if record.months and record.months[-1].period == vendor_points[-1].period:
+            verdicts[ESCALATION_RULE] = escalation_verdict(record, thresholds.escalate_after, vendor_points[-1])
     applied = []
     for rule, verdict in verdicts.items():
         alert = alerts.get((rule, vendor_id, kpi_key, segment))

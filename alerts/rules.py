@@ -33,6 +33,7 @@ class Thresholds:
     tolerance: Tolerance | None = None
     glide: GlidePath | None = None
     trend_periods: int = 0
+    escalate_after: int = 3  # months in breach in a row (alerts/record.py); 0: never
 
 
 class Point(NamedTuple):
@@ -74,6 +75,8 @@ def thresholds_for(kpi: Kpi, practice: Practice, vendor: Vendor, kpi_key: str,
         "glide": kpi.glide_path,
         "trend_periods": kpi.trend_periods if kpi.trend_periods is not None else (
             defaults.trend_periods if defaults else 0),
+        "escalate_after": kpi.escalate_after if kpi.escalate_after is not None else (
+            defaults.escalate_after if defaults else 3),
     }
     for override in (practice.overrides.get(kpi_key), vendor.overrides.get(kpi_key)):
         if override is not None:
@@ -84,7 +87,7 @@ def thresholds_for(kpi: Kpi, practice: Practice, vendor: Vendor, kpi_key: str,
 def override_settings(override: ThresholdOverride) -> dict[str, Any]:
     given = {"warn": override.warn, "crit": override.crit, "for_periods": override.for_periods,
              "recover": override.recover, "tolerance": override.baseline, "glide": override.glide_path,
-             "trend_periods": override.trend_periods}
+             "trend_periods": override.trend_periods, "escalate_after": override.escalate_after}
     return {key: value for key, value in given.items() if value is not None}
 
 

@@ -58,6 +58,7 @@ class ThresholdOverride(Strict):
     baseline: Tolerance | None = None
     glide_path: GlidePath | None = None
     trend_periods: int | None = Field(default=None, ge=0)
+    escalate_after: int | None = Field(default=None, ge=0)  # months in breach in a row to escalate; 0: never
 
 
 RuleOverride = ThresholdOverride
@@ -191,6 +192,9 @@ class Region(Strict):
     timezone: str | None = None  # default: the time zone of the region's first practice
     digest_to: list[str] = Field(min_length=1)
     digest: DigestSchedule = DigestSchedule()
+    # A group whose practices' leaders see each other: their digests may name the region's other practices when
+    # comparing a shared vendor. Off by default: a practice's leaders see counts and figures, never who.
+    share_names: bool = False
 
     @field_validator("timezone")
     @classmethod
@@ -224,6 +228,7 @@ class Kpi(Strict):
     baseline: Tolerance | None = None
     glide_path: GlidePath | None = None
     trend_periods: int | None = Field(default=None, ge=0)
+    escalate_after: int | None = Field(default=None, ge=0)  # months in breach in a row to escalate; 0: never
     formula: str
     source: str
 
@@ -241,6 +246,9 @@ class CatalogDefaults(Strict):
     baseline_min_periods: int = Field(default=3, ge=1)
     baseline: Tolerance = Tolerance(warn_pct=10, crit_pct=20)
     trend_periods: int = Field(default=3, ge=0)
+    # Seed 003: pain that lasts 3 to 6 months is the signal to act. A KPI in breach this many months running
+    # raises a critical escalation alert (alerts/record.py).
+    escalate_after: int = Field(default=3, ge=0)  # 0 turns it off
 
 
 class Catalog(Strict):

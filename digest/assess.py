@@ -4,6 +4,7 @@ points. Data in, data out; no database, no clock, no wording (the templates word
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from alerts.rules import LIMIT_RULES, SEVERITY_ORDER, Verdict, worse_than
 from config import Kpi, Practice, Vendor
@@ -17,9 +18,12 @@ from digest.model import (
     VendorCard,
 )
 from digest.pulse_report import PulseReport, PulseScore
+from storage.periods import MONTH, parse_period
 
 # Percent-of-collections KPIs whose gap to target is money: gap points / 100 x annual net collectible.
 GAP_KINDS = {"net_collection_rate": "collection_gap", "cost_to_collect_pct": "cost_gap"}
+# Gaps priced from a month's net collections: denials over target a year, days in A/R over target once.
+MONTH_GAP_KINDS = {"denial_rate": "denial_gap", "days_in_ar": "ar_cash"}
 # SPEC section 2: an in-house billing office often costs 9-10% of net collections.
 IN_HOUSE_PCT = (9.0, 10.0)
 IN_HOUSE_SERVICES = {"billing", "billing_follow_up"}
@@ -69,20 +73,49 @@ def row_status(
     return ("ok" if judged else "tracked"), None, None
 
 
-def dollar_lines(practice: Practice, vendors: Iterable[VendorCard]) -> tuple[DollarLine, ...]:
-    """Gaps first, the biggest first; then what each vendor's fee costs. Nothing without the practice's
-    annual net collectible revenue, which every dollar figure is a share of."""
+def dollar_lines(practice: Practice, vendors: Sequence[VendorCard]) -> tuple[DollarLine, ...]:
+    """Gaps a year first, the biggest first; then cash tied up in A/R; then what each vendor's fee costs. The
+    collection and cost gaps and the fees are shares of the practice's annual net collectible revenue; the
+    denial and A/R gaps are priced from the latest month's net collections a vendor reports."""
     annual = practice.annual_net_collectible
-    if not annual:
-        return ()
+    collections = collections_row(vendors)
     gaps: list[DollarLine] = []
     fees: list[DollarLine] = []
     for card in vendors:
-        gaps += [line for row in card.rows if (line := gap_line(card, row, annual)) is not None]
-        if (fee := fee_line(card, annual)) is not None:
+        for row in card.rows:
+            line = gap_line(card, row, annual) if annual else None
+            line = line or (month_gap_line(card, row, collections) if collections else None)
+            if line is not None:
+                gaps.append(line)
+        if annual and (fee := fee_line(card, annual)) is not None:
             fees.append(fee)
-    gaps.sort(key=lambda line: -line.amount)
+    gaps.sort(key=lambda line: (not line.yearly, -line.amount))
     return tuple(gaps + fees)
+
+
+def collections_row(vendors: Sequence[VendorCard]) -> KpiRow | None:
+    """The practice's latest monthly net collections, from whichever vendor reports them (the billing one)."""
+    rows = [row for card in vendors for row in card.rows
+            if row.key == "net_collections" and row.segment == "all" and not row.stale and row.value > 0
+            and MONTH.match(row.period)]
+    return max(rows, key=lambda row: row.period, default=None)
+
+
+def month_gap_line(card: VendorCard, row: KpiRow, collections: KpiRow) -> DollarLine | None:
+    """Denied dollars at risk (denial_rate over target) and cash tied up by days in A/R over target, priced from
+    a month's net collections."""
+    kind = MONTH_GAP_KINDS.get(row.key)
+    if kind is None or row.target is None or row.stale or row.segment != "all":
+        return None
+    over = round(row.value - row.target, 1)  # both are "lower is better"; priced as shown
+    if over <= 0:
+        return None
+    period = parse_period(collections.period)
+    days = (period.end - period.start).days + 1
+    line = DollarLine(kind, card.name, row.key, row.label, row.value, row.target, over, 0.0, 0.0,
+                      collections=collections.value, collections_period=collections.period, period_days=days)
+    amount = over * line.daily if kind == "ar_cash" else over / 100 * collections.value * 12
+    return replace(line, amount=amount)
 
 
 def gap_line(card: VendorCard, row: KpiRow, annual: float) -> DollarLine | None:
@@ -110,7 +143,10 @@ def fee_line(card: VendorCard, annual: float) -> DollarLine | None:
 
 
 def sort_alerts(alerts: Iterable[AlertLine]) -> list[AlertLine]:
-    return sorted(alerts, key=lambda a: (SEVERITY_RANK.get(a.severity, 2), a.vendor, a.kpi_label, a.segment))
+    # A KPI's escalation after its own alerts: the verdict states this month's value first (the huddle's point
+    # raises the escalation instead, talking_points).
+    return sorted(alerts, key=lambda a: (SEVERITY_RANK.get(a.severity, 2), a.vendor, a.kpi_label, a.segment,
+                                         a.rule == "escalation"))
 
 
 def without_covered_trends(lines: Sequence[AlertLine]) -> list[AlertLine]:
@@ -132,11 +168,17 @@ def headline(
         return Headline("empty", late_feeds[0] if late_feeds else None, max(0, len(late_feeds) - 1))
     if open_alerts:
         worst = open_alerts[0]
-        more = len(open_alerts) - 1 + len(late_feeds)
+        more = len(distinct_topics(open_alerts)) - 1 + len(late_feeds)
         return Headline(worst.severity, worst, more, kpis, last)
     if late_feeds:
         return Headline("late", late_feeds[0], len(late_feeds) - 1, kpis, last)
     return Headline("ok" if new_data else "quiet", None, 0, kpis, last)
+
+
+def distinct_topics(alerts: Sequence[AlertLine]) -> list[AlertLine]:
+    """Without the escalations of KPIs that have another open alert: one problem, not one more."""
+    others = {(a.vendor_id, a.kpi, a.segment) for a in alerts if a.rule != "escalation"}
+    return [a for a in alerts if a.rule != "escalation" or (a.vendor_id, a.kpi, a.segment) not in others]
 
 
 def talking_points(
@@ -149,7 +191,9 @@ def talking_points(
 ) -> tuple[TalkingPoint, ...]:
     """Up to three, never filler: the worst open alert, the biggest dollar gap, a staff signal or a late feed;
     then whatever else the week holds (more alerts, a vendor in its learning period, good news)."""
-    alerts = [TalkingPoint("alert", alert=a) for a in open_alerts]
+    # Months in breach say more than this month's value: a KPI's escalation is the point raised for it.
+    escalated = {(a.vendor_id, a.kpi, a.segment): a for a in open_alerts if a.rule == "escalation"}
+    alerts = [TalkingPoint("alert", alert=escalated.get((a.vendor_id, a.kpi, a.segment), a)) for a in open_alerts]
     gaps = [TalkingPoint("dollar", dollar=d) for d in dollars if d.kind != "vendor_fee"]
     staff = [point] if (point := staff_signal(pulse)) else []
     silent = {card.name for card in vendors if not card.rows}  # never sent anything: first_feed says it

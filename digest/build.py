@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.record import RECORD_MONTHS, improving, record_of
 from alerts.rules import (
     SEVERITY_ORDER,
     Point,
@@ -30,7 +32,9 @@ from digest.assess import (
     target_for,
     without_covered_trends,
 )
-from digest.model import AlertLine, Digest, KpiRow, TrendPoint, VendorCard
+from digest.model import AlertLine, Digest, KpiRow, PayerFigure, PayerRanking, TrendPoint, VendorCard
+from digest.peers import current, fields_for
+from digest.portfolio import Field, PeerLine, peer_line, within, worst_standing
 from digest.pulse_report import pulse_report
 from digest.remits import denial_reasons, with_remits_checks
 from digest.schedule import local_date, reporting_window
@@ -45,6 +49,10 @@ STAFF_KPIS = {"pulse_participation_rate", "pulse_workload", "pulse_role_clarity"
 SeriesKey = tuple[str, str, str]  # (vendor, kpi, segment)
 Series = dict[SeriesKey, list[Point]]
 MAX_SEGMENT_ROWS = 5  # segment rows per KPI on a scorecard
+# Seed 003 asks for A/R "overall and by payer" and denial categories: the worst payers on each, in the digest.
+PAYER_KPIS = ("days_in_ar", "denial_rate")
+MAX_PAYERS = 3
+PAYER_WINDOW_DAYS = 100  # the last two monthly periods, or a few weekly ones
 
 
 def build_digest(
@@ -65,6 +73,8 @@ def build_digest(
     open_alerts = sort_alerts(opened + still_open)
     dollars = dollar_lines(practice, vendors)
     new_data = any(card.new_data for card in vendors)
+    peers, fields = peer_standing(session, config, practice, series)
+    payers = payer_rankings(session, config, practice, as_of)
     return Digest(
         practice_id=practice.id,
         practice_name=practice.name,
@@ -88,7 +98,88 @@ def build_digest(
         has_data=any(card.rows for card in vendors),
         new_data=new_data,
         denial_reasons=denial_reasons(session, config, practice, as_of),  # issue 16
+        peers=peers,
+        fields=fields,
+        payers=payers,
     )
+
+
+def payer_rankings(session: Session, config: Config, practice: Practice, until: dt.date
+                   ) -> tuple[PayerRanking, ...]:
+    """Per vendor, the worst MAX_PAYERS payers on days in A/R and the denial rate in the newest period a payer
+    reported, each with its change since its previous period. Reads only the payer series of those KPIs, and only
+    their last PAYER_WINDOW_DAYS of values."""
+    query = select(SeriesRow.id, SeriesRow.vendor_id, SeriesRow.kpi, SeriesRow.segment).where(
+        SeriesRow.practice_id == practice.id, SeriesRow.kpi.in_(PAYER_KPIS), SeriesRow.segment.like("payer:%"))
+    names = {row[0]: (row[1], row[2], row[3]) for row in session.execute(query)}
+    if not names:
+        return ()
+    values = (select(Observation.series_id, Observation.period, Observation.value)
+              .where(Observation.series_id.in_(list(names)), Observation.period_start <= until,
+                     Observation.period_start > until - dt.timedelta(days=PAYER_WINDOW_DAYS))
+              .order_by(Observation.series_id, Observation.period_start))
+    latest: dict[int, list[tuple[str, float]]] = defaultdict(list)
+    for series_id, period, value in session.execute(values):
+        latest[series_id] = [*latest[series_id][-1:], (period, value)]
+    grouped: dict[tuple[str, str], list[tuple[str, str, float, float | None]]] = defaultdict(list)
+    for series_id, last in latest.items():
+        vendor_id, kpi, segment = names[series_id]
+        change = round(last[-1][1] - last[0][1], 2) if len(last) == 2 else None
+        grouped[(vendor_id, kpi)].append((last[-1][0], segment.partition(":")[2], last[-1][1], change))
+    return tuple(ranking for (vendor_id, kpi_key), found in sorted(grouped.items())
+                 if (ranking := payer_ranking(config, practice, vendor_id, kpi_key, found)) is not None)
+
+
+def payer_ranking(config: Config, practice: Practice, vendor_id: str, kpi_key: str,
+                  found: list[tuple[str, str, float, float | None]]) -> PayerRanking | None:
+    kpi, vendor = config.kpi(kpi_key), practice.vendor(vendor_id)
+    if kpi is None or vendor is None:
+        return None
+    period = max(item[0] for item in found)
+    current = [PayerFigure(name, value, change) for when, name, value, change in found if when == period]
+    current.sort(key=lambda f: (-f.value if kpi.better == "lower" else f.value, f.payer))
+    return PayerRanking(vendor.name, kpi_key, kpi.label, kpi.unit, kpi.better, period,
+                        tuple(current[:MAX_PAYERS]), len(current))
+
+
+def peer_standing(session: Session, config: Config, practice: Practice, series: Series
+                  ) -> tuple[tuple[PeerLine, ...], tuple[Field, ...]]:
+    """For each vendor this practice shares with others: the KPI (practice-wide, latest period) on which it stands
+    furthest behind the other practices, when that matters (digest.portfolio.matters), and every figure compared."""
+    cache = current(session, config)
+    lines: list[PeerLine] = []
+    fields: list[Field] = []
+    for vendor in practice.vendors:
+        if len(cache.served.get(vendor.id, ())) < 2:
+            continue
+        own = []
+        for (vendor_id, kpi, segment), points in series.items():
+            if vendor_id != vendor.id or segment != "all":
+                continue
+            latest = points[-1]
+            found = fields_for(session, config, vendor.id, latest.period_start, latest.period_end, cache).get(kpi)
+            if found is None:
+                continue
+            fields.append(found)
+            if (line := peer_line(found, practice.id, vendor.name)) is not None:
+                own.append(line)
+        if (worst := worst_standing(own)) is not None:
+            lines.append(named_best(config, practice, worst, fields))
+    return tuple(lines), tuple(fields)
+
+
+def named_best(config: Config, practice: Practice, line: PeerLine, fields: list[Field]) -> PeerLine:
+    """With `share_names: true` on the practice's region, name the region's best practice (another one)."""
+    region = config.regions.get(practice.region or "")
+    if region is None or not region.share_names:
+        return line
+    group = {p.id: p.name for p in config.practices if p.region == practice.region and p.id != practice.id}
+    found = next(f for f in fields if f.kpi == line.kpi and f.vendor_id == line.vendor_id)
+    mine = within(found, group)
+    if not mine.practices or not worse_than(line.value, mine.best, line.better):
+        return line
+    best_id = min(mine.values, key=lambda pid: (mine.rank(mine.values[pid]), group[pid]))
+    return replace(line, best_name=group[best_id], group_best=mine.best)
 
 
 def scorecard_series(session: Session, practice_id: str, alerted: set[SeriesKey]
@@ -292,6 +383,7 @@ def kpi_row(
     verdicts = judge_latest(points, thresholds, baseline, vendor.go_live, learning, firing)
     alert_severity = max((alert.severity for alert in open_alerts), key=SEVERITY_ORDER.__getitem__, default=None)
     status, limit, recover = row_status(verdicts, alert_severity, latest.value, kpi.better, target)
+    record = None if segment != "all" else record_of(points[-RECORD_MONTHS:], thresholds, target, vendor.go_live)
     return KpiRow(
         key=key,
         label=kpi.label,
@@ -308,6 +400,8 @@ def kpi_row(
         stale=is_stale(latest.period_end, vendor.cadence, as_of),
         segment=segment,
         recover=recover,
+        record=record,
+        getting_better=None if record is None else improving(record, kpi.better),
     )
 
 

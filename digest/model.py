@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from alerts.record import Record
+from digest.portfolio import Field, PeerLine, ServiceComparison, SharedVendor
 from digest.pulse_report import PulseReport, PulseScore
 from feeds.freshness import FeedDue
 
 SEVERITY_RANK = {"critical": 0, "warning": 1}
+YEARLY_GAPS = ("collection_gap", "cost_gap", "denial_gap")
 REGION_DETAILED = 30  # practices shown in full in a regional roll-up
 
 
@@ -68,6 +71,13 @@ class KpiRow:
     segment: str = "all"  # a payer's, location's or provider's own figure (payer:Aetna), or the whole practice's
     recover: float | None = None  # the line a held alert must pass to clear, while it is held by it
     remits: RemitsCheck | None = None  # issue 16
+    record: Record | None = None  # its last 12 months after go-live (alerts.record), practice-wide rows only
+    getting_better: bool | None = None  # the last 3 months against the 3 before (alerts.record.improving)
+
+    @property
+    def breached_lately(self) -> bool:
+        """A breach in the last 12 months: worth the record's line on the scorecard."""
+        return self.record is not None and self.record.longest_run > 0
 
     @property
     def improved(self) -> bool | None:
@@ -118,11 +128,35 @@ class AlertLine:
 
 
 @dataclass(frozen=True)
+class PayerFigure:
+    payer: str  # its name, as the feed's segment gives it (payer:Aetna -> Aetna)
+    value: float
+    change: float | None  # against the payer's previous period (None: no previous period)
+
+
+@dataclass(frozen=True)
+class PayerRanking:
+    """A vendor's worst payers on one KPI in its latest period (days in A/R, denials), worst first."""
+
+    vendor: str
+    kpi: str
+    kpi_label: str
+    unit: str
+    better: str
+    period: str
+    worst: tuple[PayerFigure, ...]  # at most MAX_PAYERS
+    payers: int  # how many payers reported it that period
+
+
+@dataclass(frozen=True)
 class DollarLine:
     """A gap priced in dollars a year, with the numbers that make the arithmetic visible.
 
-    kind: collection_gap (net collection rate under target), cost_gap (cost to collect over target), or
-    vendor_fee (fee_pct x annual net collectible; with the in-house range for a billing vendor)."""
+    kind: collection_gap (net collection rate under target), cost_gap (cost to collect over target),
+    vendor_fee (fee_pct x annual net collectible; with the in-house range for a billing vendor), denial_gap
+    (denial rate over target x a month's net collections x 12: claims denied beyond target, a year) or ar_cash
+    (days in A/R over target x average daily net collections: cash tied up once, not a year). The last two are
+    priced from the month's net collections (collections, over period_days days), not annual_net_collectible."""
 
     kind: str
     vendor: str
@@ -135,6 +169,20 @@ class DollarLine:
     amount: float  # dollars a year: gap / 100 x annual
     in_house_low: float | None = None
     in_house_high: float | None = None
+    collections: float | None = None  # the month's net collections the denial and A/R gaps are priced from
+    collections_period: str | None = None
+    period_days: int | None = None
+
+    @property
+    def daily(self) -> float:
+        """Average daily net collections, as shown (whole dollars), so the arithmetic adds up for the reader."""
+        return round((self.collections or 0) / (self.period_days or 1))
+
+    @property
+    def yearly(self) -> bool:
+        """A cost every year (summed as the gaps' cost); cash tied up in A/R is a one-off amount, and a fee is no
+        gap."""
+        return self.kind in YEARLY_GAPS
 
 
 @dataclass(frozen=True)
@@ -185,6 +233,11 @@ class Digest:
     has_data: bool
     new_data: bool
     denial_reasons: DenialReasons | None = None  # issue 16: from the payers' 835s
+    # Where this practice stands among the practices its vendors serve: one line per vendor, where it matters.
+    peers: tuple[PeerLine, ...] = ()
+    # The figures compared (shared with every digest of the run), so a roll-up is built from digests alone.
+    fields: tuple[Field, ...] = ()
+    payers: tuple[PayerRanking, ...] = ()  # the worst payers for A/R and denials, where feeds carry payer segments
 
     @property
     def open_alerts(self) -> tuple[AlertLine, ...]:
@@ -195,7 +248,7 @@ class Digest:
 
     @property
     def gap_dollars(self) -> float:
-        return sum(line.amount for line in self.dollars if line.kind != "vendor_fee")
+        return sum(line.amount for line in self.dollars if line.yearly)
 
 
 @dataclass(frozen=True)
@@ -208,6 +261,8 @@ class RegionDigest:
     since: dt.date
     as_of: dt.date
     practices: tuple[Digest, ...]
+    vendors: tuple[SharedVendor, ...] = ()  # vendors serving two or more of its practices, compared across them
+    services: tuple[ServiceComparison, ...] = ()  # different vendors of one service side by side
 
     @property
     def needing_action(self) -> tuple[Digest, ...]:

@@ -14,6 +14,7 @@ from config import Config, Practice
 from config.schema import Region
 from digest.build import build_digest
 from digest.model import Digest, RegionDigest
+from digest.portfolio import Field, service_comparisons, shared_vendors
 from digest.schedule import local_date, reporting_window
 from storage.models import utcnow
 
@@ -48,6 +49,10 @@ def roll_up(
     timezone = region_timezone(region, practices)
     start, end = reporting_window(region.digest, timezone, week, now)
     ordered = sorted(digests, key=lambda d: (TONE_ORDER.index(d.headline.tone), -d.gap_dollars, d.practice_name))
+    ids = {practice.id for practice in practices}
+    names = {practice.id: practice.name for practice in practices}
+    vendors = {vendor.id: (vendor.name, vendor.service) for practice in practices for vendor in practice.vendors}
+    fields = unique_fields(digests)
     return RegionDigest(
         key=key,
         name=region.name or key.replace("-", " ").replace("_", " ").title(),
@@ -55,4 +60,15 @@ def roll_up(
         since=local_date(start, timezone),
         as_of=local_date(end, timezone),
         practices=tuple(ordered),
+        vendors=shared_vendors(fields, ids, names, vendors),
+        services=service_comparisons(fields, ids, vendors),
     )
+
+
+def unique_fields(digests: list[Digest]) -> list[Field]:
+    """The figures the digests compared; practices of one vendor share them (the same object, counted once)."""
+    seen: dict[int, Field] = {}
+    for digest in digests:
+        for found in digest.fields:
+            seen.setdefault(id(found), found)
+    return list(seen.values())

@@ -8,12 +8,14 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 
-# Headless Chromium renders the digest and drives the console in the browser tests (with chromium-driver), and
-# promtool checks the example alerting rules (Debian's prometheus package); the tests never skip.
+# Headless Chromium renders the digest and the review pack and drives the console in the browser tests (with
+# chromium-driver) and prints the pack's PDF, which poppler-utils (pdftotext, pdftoppm) reads back; promtool checks
+# the example alerting rules (Debian's prometheus package). The tests never skip.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

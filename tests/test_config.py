@@ -70,10 +70,10 @@ def load_problems(directory: Path) -> list[str]:
 # -- what loads -------------------------------------------------------------------------------------------
 
 
-def test_the_bundled_configuration_loads_two_practices_the_kpi_catalog_and_three_channels() -> None:
+def test_the_bundled_configuration_loads_three_practices_the_kpi_catalog_and_three_channels() -> None:
     loaded = load_config(BUNDLED_DIR)
 
-    assert [p.id for p in loaded.practices] == ["oakridge-fm", "lakeside-peds"]
+    assert [p.id for p in loaded.practices] == ["oakridge-fm", "lakeside-peds", "riverbend-im"]
     assert len(loaded.catalog.kpis) == 31
     assert {"days_in_ar", "denial_rate", "net_collections", "enps"} <= set(loaded.catalog.kpis)
     assert sorted(tag for channel in loaded.channels for tag in channel.tags) == ["digest", "email", "teams"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from tests.conftest import subprocess_env
 from tests.worker_process import BIN
 
 WEEK = "2026-W48"  # the demo evaluates as of 2026-11-23
-PRACTICES = ("oakridge-fm", "lakeside-peds")
+PRACTICES = ("oakridge-fm", "lakeside-peds", "riverbend-im")  # riverbend: the group's third (issue 17)
 TIMEOUT_S = 120
 ACCEPTANCE_S = 60  # the issue's acceptance criterion: "runs in under a minute"
 
@@ -116,6 +117,16 @@ def test_demo_digest_of_oakridge_shows_the_vendor_rate_disagreeing_with_the_remi
     assert "checked against 200 remitted claims: matches" in text
     assert "DENIAL REASONS, OCT 2026 (25 of 200 remitted claims denied)" in text
     assert "while the payers' remittances show 12.5%" in text
+def test_demo_group_shows_acme_compared_across_its_three_practices(demo: DemoRun) -> None:
+    oakridge = " ".join(digest_path(demo, "oakridge-fm", "txt").read_text(encoding="utf-8").split())
+    # Oakridge 9.6% against Lakeside 6.1% and Riverbend 4.4% (worker/demo/generate.py) in Oct 2026.
+    assert ("Acme RCM's initial denial rate here, 9.6% in Oct 2026, is worse than at 2 of the 3 practices it "
+            "serves (median 6.1%, best 4.4%).") in oakridge
+    assert "Riverbend" not in oakridge and "Lakeside" not in oakridge  # the midwest group does not share names
+    region = " ".join((demo.out / f"region-midwest-{WEEK}.txt").read_text(encoding="utf-8").split())
+    assert "ACME RCM (BILLING) SERVES 3 PRACTICES HERE" in region
+    assert ("Initial denial rate in Oct 2026: median 6.1%; best Riverbend Internal Medicine, 4.4%; worst Oakridge "
+            "Family Medicine, 9.6%") in region
 
 
 def test_demo_prints_the_alerts_it_sent(demo: DemoRun) -> None:
@@ -138,7 +149,7 @@ def test_demo_prints_each_digests_verdict(demo: DemoRun) -> None:
     assert ("oakridge-fm: Action needed: Acme RCM initial denial rate is 9.6%, over the 9.0% limit (+1 more) - "
             "Oakridge Family Medicine, week 2026-W48") in printed
     assert "lakeside-peds: Action needed: Acme RCM charge lag is 5.6 days, over the 5.0 days limit" in printed
-    assert "region:midwest: Midwest region: 2 of 2 practices need attention" in printed
+    assert "region:midwest: Midwest region: 2 of 3 practices need attention" in printed
 
 
 def test_demo_writes_a_teams_and_an_email_message_per_notification(demo: DemoRun) -> None:
@@ -168,3 +179,27 @@ def test_demo_json_output_is_a_summary_with_alerts_and_digests(json_demo: DemoRu
         f"{stem}-{WEEK}.{suffix}" for stem in stems for suffix in ("html", "txt", "eml")
     }
     assert set(notification_files(json_demo.out)) == {alert["id"] for alert in summary["alerts_sent"]}
+
+
+def test_the_review_pack_for_the_demo_vendor_opens_in_chromium_and_as_pdf(demo: DemoRun, tmp_path: Path) -> None:
+    from tests.test_digest_browser import measure
+    from tests.test_review import chart_pixels
+
+    database = demo.folder / "var" / "demo" / "vendorwatch.sqlite"  # the demo's own (worker/demo/run.py)
+    env = subprocess_env({"VENDORWATCH_DATABASE_URL": f"sqlite:///{database}",
+                          "VENDORWATCH_CONFIG": str(Path(__file__).parents[1] / "config")})
+    result = subprocess.run([str(BIN / "vendorwatch"), "review", "--vendor", "acme-billing", "--quarter", "2026-Q3",
+                             "--out", str(tmp_path / "pack")], cwd=demo.folder, env=env, capture_output=True,
+                            text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = tmp_path / "pack" / "review-acme-billing-2026-Q3.html"
+    seen = measure(shutil.which("chromium") or "chromium", page, 1024, tmp_path)
+    assert seen["scroll"] <= seen["client"], seen["wide"]
+    for name in ("Quarterly review: Acme RCM, 2026-Q3", "Oakridge Family Medicine", "Lakeside Pediatrics",
+                 "Riverbend Internal Medicine"):
+        assert name in seen["text"]
+    pdf = page.with_suffix(".pdf")
+    text = subprocess.run(["pdftotext", "-l", "1", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Quarterly review: Acme RCM, 2026-Q3" in text
+    subprocess.run(["pdftoppm", "-f", "1", "-l", "1", "-r", "60", str(pdf), str(tmp_path / "page")], check=True)
+    assert chart_pixels(next(tmp_path.glob("page*.ppm"))) > 200

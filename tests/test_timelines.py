@@ -193,9 +193,9 @@ def assert_told_what_was_recorded(month: Month) -> None:
 
 @pytest.fixture
 def timeline(tmp_path: Path, database_url: str, environment: None) -> Timeline:
-    """denial_rate (lower is better, warn above 8, crit above 10) with its trend rule off, so the table shows the
-    threshold rule alone."""
-    config = write_config(tmp_path / "config", overrides={"denial_rate": {"trend_periods": 0}})
+    """denial_rate (lower is better, warn above 8, crit above 10) with its trend rule and escalation off, so the
+    table shows the threshold rule alone (escalation: tests/test_record.py)."""
+    config = write_config(tmp_path / "config", overrides={"denial_rate": {"trend_periods": 0, "escalate_after": 0}})
     return Timeline(config, database_url, tmp_path, "denial_rate")
 
 
@@ -255,7 +255,7 @@ def test_a_learning_period_warning_stays_out_of_a_route_that_takes_warnings(tmp_
     routes = [{"when": {"severity": "critical"}, "tags": ["teams", "email"]},
               {"when": {"severity": "warning"}, "tags": ["email"]}]
     timeline = new_timeline(tmp_path, database_url, "denial_rate", routes=routes,
-                            overrides={"denial_rate": {"trend_periods": 0}})
+                            overrides={"denial_rate": {"trend_periods": 0, "escalate_after": 0}})
     series = [("2025-07", 9.0), ("2025-08", 9.2), ("2025-09", 9.1), ("2025-10", 7.0)]
     assert timeline.run(series) == [
         ("2025-07", 9.0, [threshold("firing", "warning")], None),  # learning period: digest only
@@ -271,7 +271,7 @@ def test_a_learning_period_warning_that_was_never_pushed_is_not_announced_as_res
     routes = [{"when": {"severity": "critical"}, "tags": ["teams", "email"]},
               {"when": {"severity": "warning"}, "tags": ["email"]}]
     timeline = new_timeline(tmp_path, database_url, "denial_rate", routes=routes,
-                            overrides={"denial_rate": {"trend_periods": 0}})
+                            overrides={"denial_rate": {"trend_periods": 0, "escalate_after": 0}})
     assert timeline.run([("2025-07", 9.0), ("2025-08", 7.0)]) == [
         ("2025-07", 9.0, [threshold("firing", "warning")], None),
         ("2025-08", 7.0, [threshold("resolved", "warning")], None),
@@ -281,7 +281,7 @@ def test_a_learning_period_warning_that_was_never_pushed_is_not_announced_as_res
 def test_a_practice_without_a_learning_period_is_judged_in_full_from_go_live(tmp_path: Path, database_url: str,
                                                                             environment: None) -> None:
     timeline = new_timeline(tmp_path, database_url, "denial_rate", learning_period_days=0,
-                            overrides={"denial_rate": {"trend_periods": 0}})
+                            overrides={"denial_rate": {"trend_periods": 0, "escalate_after": 0}})
     assert timeline.run([("2025-07", 10.5)]) == [("2025-07", 10.5, [threshold("firing", "critical")], PUSHED)]
     [change] = timeline.months[0].payload["changes"]
     assert change["learning"] is False

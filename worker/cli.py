@@ -7,8 +7,9 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -76,6 +77,7 @@ notify_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Cha
 feeds_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Feed freshness.")
 history_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True,
                           help="What happened: files, revisions, deliveries, reruns, pulls, digests.")
+vendors_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True, help="Vendors across practices.")
 cli.add_typer(rerun_cli, name="rerun")
 cli.add_typer(alerts_cli, name="alerts")
 cli.add_typer(db_cli, name="db")
@@ -85,6 +87,7 @@ remits_cli = typer.Typer(cls=SharedOptionsGroup, no_args_is_help=True,  # remits
                          help="Figures recomputed from the payers' 835 remittances.")
 cli.add_typer(remits_cli, name="remits")
 cli.add_typer(history_cli, name="history")
+cli.add_typer(vendors_cli, name="vendors")
 
 PIPED_WIDTH = 200
 
@@ -849,6 +852,70 @@ def remits_table(rows: list[dict[str, Any]]) -> Table:
                       reasons or "-")
     return table
 # --- end remits -----------------------------------------------------------------------------------------------------
+@vendors_cli.command("compare")
+def vendors_compare(
+    ctx: typer.Context,
+    vendor: Annotated[str, typer.Option(help="Vendor id as in practices.yaml.")],
+    kpi: Annotated[str | None, typer.Option(help="One KPI (default: every KPI the vendor reports).")] = None,
+    month: Annotated[str | None, typer.Option(help="YYYY-MM (default: the vendor's newest period).")] = None,
+) -> None:
+    """One vendor's KPIs across the practices it serves: median, best, worst and each practice's rank."""
+    from digest.peers import fields_for, latest_period, served_by
+    from digest.portfolio import compare
+    from storage.db import session_scope
+
+    config = ctx.obj.config()
+    names = {p.id: p.name for p in config.practices}
+    vendor_names = {v.id: v.name for p in config.practices for v in p.vendors}
+    if vendor not in vendor_names:
+        raise typer.BadParameter(f"no practice in practices.yaml names vendor '{vendor}'", param_hint="--vendor")
+    if month is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        raise typer.BadParameter(f"'{month}' is not a month: use YYYY-MM", param_hint="--month")
+    if kpi is not None and config.kpi(kpi) is None:
+        raise typer.BadParameter(f"'{kpi}' is not in the KPI catalog (kpis.yaml)", param_hint="--kpi")
+    prepare_database()
+    with session_scope() as session:
+        period = latest_period(session, vendor, month)
+        fields = {} if period is None else fields_for(session, config, vendor, *period)
+    comparisons = [compare(found, vendor_names[vendor], names) for key, found in sorted(fields.items())
+                   if kpi in (None, key)]
+    data = [dict(asdict(c), practices=c.practices) for c in comparisons]
+    table = Table("KPI", "period", "median", "best", "worst", "practice", "value", "rank")
+    for c in comparisons:
+        for index, standing in enumerate(c.standings):
+            head = (c.kpi_label, c.period, f"{c.median:g}", f"{c.best:g}", f"{c.worst:g}") if index == 0 else ("",) * 5
+            table.add_row(*head, standing.practice_name, f"{standing.value:g}", f"{standing.rank} of {c.practices}")
+    emit(ctx, data, table if comparisons else f"no figures for {vendor} ({len(served_by(config).get(vendor, ()))} "
+                                               f"practices) {'in ' + month if month else 'yet'}")
+
+
+@cli.command()
+def review(
+    ctx: typer.Context,
+    vendor: Annotated[str, typer.Option(help="Vendor id as in practices.yaml.")],
+    quarter: Annotated[str, typer.Option(help="YYYY-Qn, e.g. 2026-Q4.")],
+    out: Annotated[Path, typer.Option(help="Folder for the HTML, PDF and CSV.")],
+    practice: Annotated[str | None, typer.Option(help="One practice (default: every practice it serves).")] = None,
+) -> None:
+    """The quarterly review pack for a vendor: HTML, its PDF (headless Chromium) and a CSV of every figure."""
+    from digest.review import build_review, parse_quarter, write_pack
+    from storage.db import session_scope
+
+    config = ctx.obj.config()
+    try:
+        parse_quarter(quarter)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--quarter") from exc
+    prepare_database()
+    try:
+        with session_scope() as session:
+            built = build_review(session, config, vendor, quarter, practice)
+        files = write_pack(built, out)
+    except (ValueError, RuntimeError) as exc:
+        err.print(f"[red]review not written[/red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(EXIT_FAILURE) from exc
+    emit(ctx, {"vendor": vendor, "quarter": quarter, "files": [str(path) for path in files]},
+         "\n".join(f"wrote {path}" for path in files))
 
 
 @notify_cli.command("test")

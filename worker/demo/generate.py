@@ -13,6 +13,8 @@ The stories, as evaluated at the newest period 2026-10 (thresholds from config/k
   in 2026-10 (warning).
 - lakeside-peds / verifyfirst (go-live 2026-04): eligibility verified 98.5-99.5% except 97.4 in 2026-10
   (warning).
+- riverbend-im / acme-billing (go-live 2025-12): steady improvement, no alerts; with the two above, the group
+  of three practices Acme serves that the portfolio view compares (Oakridge's denial rate is the worst of 3).
 - oakridge-fm pulse 2026-10-30: 11 of 14 staff answered; workload mean 3.2, 4 of 11 report burnout 3 or more;
   readiness about 20.5 of 30 (prepare); by role, front desk 6 and clinical 5 (both large enough to show).
 """
@@ -211,7 +213,32 @@ LAKESIDE_VERIFYFIRST = VendorFeed(
     ),
 )
 
+# The third practice of the midwest group, on Acme RCM since 2025-12 and doing well: the comparison across the
+# practices Acme serves has a yardstick (the portfolio view, issue 17). No noise, so no rule can fire by chance.
+RIVERBEND_ACME = VendorFeed(
+    "riverbend-im",
+    "acme-billing",
+    "2025-12",
+    (
+        Story("days_in_ar", 44.0, 1.2, (43.0, 40.5, 38.0, 36.0, 34.5, 33.8), vendor_noise=0.0),
+        Story("denial_rate", 8.4, 0.4, (8.0, 6.9, 5.8, 5.0, 4.6, 4.4), vendor_noise=0.0),
+        Story("clean_claim_rate", 91.0, 0.6, (91.5, 93.8, 95.6, 96.8, 97.2, 97.4), vendor_noise=0.0),
+        Story("net_collection_rate", 95.0, 0.3, (95.2, 96.0, 96.8, 97.3, 97.6, 97.8), vendor_noise=0.0),
+        Story("ar_over_60_pct", 22.0, 0.8, (21.0, 19.5, 17.8, 16.4, 15.6, 15.2), vendor_noise=0.0),
+        Story("ar_over_90_pct", 12.0, 0.6, (11.6, 10.4, 9.2, 8.3, 7.8, 7.5), vendor_noise=0.0),
+        Story("charge_lag_days", 3.0, 0.3, (2.4, 1.8, 1.4, 1.2, 1.1, 1.0), vendor_noise=0.0),
+        Story("payment_posting_lag_days", 2.6, 0.3, (2.0, 1.5, 1.2, 1.0, 0.9, 0.9), vendor_noise=0.0),
+        Story("denial_turnaround_days", 16.0, 1.2, (14.0, 11.0, 9.0, 8.0, 7.5, 7.2), vendor_noise=0.0),
+        Story("cost_to_collect_pct", 9.2, 0.3, (8.8, 7.6, 6.9, 6.6, 6.5, 6.4), vendor_noise=0.0),
+        Story("net_collections", 640000 / 12, 1500.0, (52000.0, 53500.0, 54600.0, 55200.0, 55400.0, 55500.0),
+              vendor_noise=0.0),
+    ),
+)
+
 FEEDS = (OAKRIDGE_ACME, OAKRIDGE_BRIGHTCALL, LAKESIDE_ACME, LAKESIDE_VERIFYFIRST)
+# Written after the pulse survey, from a random stream of their own, so the files above stay byte for byte.
+GROUP_FEEDS = (RIVERBEND_ACME,)
+GROUP_SEED = SEED + 17
 
 # The pulse survey, as a Google Forms export. Question texts mirror config/surveys.yaml, in order, because the
 # product matches columns by that text.
@@ -340,9 +367,9 @@ def write_csv(
         writer.writerows(rows)
 
 
-def write_feeds(output_dir: Path, rng: random.Random) -> list[tuple[Path, int]]:
+def write_feeds(output_dir: Path, rng: random.Random, feeds: Sequence[VendorFeed] = FEEDS) -> list[tuple[Path, int]]:
     written = []
-    for feed in FEEDS:
+    for feed in feeds:
         for period in list_periods():
             rows = build_feed_rows(feed, period, rng)
             path = feed_path(output_dir, feed, period)
@@ -410,7 +437,7 @@ def remove_stale_files(output_dir: Path, keep: set[Path]) -> list[Path]:
     """Delete earlier demo files this run did not write; only our own file names, never anything else."""
     candidates = [
         path
-        for feed in FEEDS
+        for feed in FEEDS + GROUP_FEEDS
         for path in (output_dir / feed.practice_id / feed.vendor_id).glob(
             f"{feed.practice_id}-{feed.vendor_id}-*.csv"
         )
@@ -433,7 +460,8 @@ def main(output_dir: Path | None = None) -> list[Path]:
     """Write the demo data into output_dir (default: worker/demo/data/ beside this file); return the paths."""
     target = (output_dir or DATA_DIR).resolve()
     rng = random.Random(SEED)
-    written = [*write_feeds(target, rng), write_pulse(target, rng)]
+    written = [*write_feeds(target, rng), write_pulse(target, rng),
+               *write_feeds(target, random.Random(GROUP_SEED), GROUP_FEEDS)]
     paths = [path for path, _ in written]
     for path in remove_stale_files(target, set(paths)):
         print(f"removed stale {describe_path(path)}")
