@@ -131,6 +131,12 @@ class Change:
     recover: float | None = None  # the line a held alert must pass to clear (alerts.rules.judge_threshold)
     reported_on: str | None = None  # set when the value arrived long after its period ended (LateArrival)
     days_after_period: int | None = None
+    # rule spc: the special cause (alerts.rules.judge_spc), its side, periods and line; `per`: month or week
+    signal: str | None = None
+    side: str | None = None
+    run: int | None = None
+    line: float | None = None
+    per: str | None = None
 
 
 @dataclass
@@ -326,8 +332,11 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
                      else defaults.learning_period_days)
     learning = in_learning_period(vendor_points[-1].period_start, vendor.go_live, learning_days)
     firing = alerts.get((RULE, vendor_id, kpi_key, segment))
+    spc = thresholds.spc
+    history = ([p for p in points if p.period_start < vendor.go_live]
+               if spc is not None and spc.baseline == "pre_go_live" else [])
     verdicts = judge_latest(vendor_points, thresholds, baseline, vendor.go_live, learning,
-                            firing is not None and firing.state == "firing")
+                            firing is not None and firing.state == "firing", history, learning_days)
     applied = []
     for rule, verdict in verdicts.items():
         alert = alerts.get((rule, vendor_id, kpi_key, segment))
@@ -402,6 +411,8 @@ def change_of(context: Context, subject: Subject, verdict: Verdict, step: Step, 
         muted=step.muted, previous_learning=previous.learning if previous else False, recover=verdict.recover,
         reported_on=late.reported_on.isoformat() if late else None,
         days_after_period=late.days_after_period if late else None,
+        signal=verdict.signal, side=verdict.side, run=verdict.run, line=verdict.line,
+        per=("week" if vendor.cadence == "weekly" else "month") if verdict.signal else None,
     )
 
 
