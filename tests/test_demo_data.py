@@ -19,6 +19,7 @@ VENDORS = {
     ("oakridge-fm", "brightcall"),
     ("lakeside-peds", "acme-billing"),
     ("lakeside-peds", "verifyfirst"),
+    ("lakeside-peds", "scribeline"),
 }
 PULSE_FILE = DATA_DIR / "oakridge-fm" / "pulse-2026-10-30.csv"
 FREE_TEXT_QUESTION = "Anything else you want leadership to know?"
