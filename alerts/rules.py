@@ -15,7 +15,7 @@ from itertools import pairwise
 from statistics import median
 from typing import Any, NamedTuple
 
-from alerts.spc import Chart, Signal, judge
+from alerts.spc import Chart, Limits, Signal, judge, newest
 from config import Kpi, Practice, ThresholdOverride, Vendor
 from config.schema import CatalogDefaults, GlidePath, SpcRule, Tolerance
 from pulse.schedule import pending_checkins
@@ -239,52 +239,61 @@ class SpcView:
 SIGNAL_ORDER = {"outside": 0, "shift": 1, "trend": 2, "crossings": 3}
 
 
+def spc_points(series: Sequence[Point], history: Sequence[Point], rule: SpcRule, go_live: dt.date,
+               learning_days: int) -> Sequence[Point] | None:
+    """The points a series' chart judges, its baseline window first: the first `window` points after the learning
+    period, or the last `window` before go-live (`history`) and then the series from go-live. None while that
+    window is not full."""
+    if rule.baseline == "pre_go_live":
+        return [*history[-rule.window:], *series] if len(history) >= rule.window else None
+    settled = go_live + dt.timedelta(days=learning_days)
+    if len(series) < rule.window or series[-rule.window].period_start < settled:
+        return None  # fewer than `window` points in all, or in the last `window`: cheap, and the usual case
+    judged = [p for p in series if p.period_start >= settled]
+    return judged if len(judged) >= rule.window else None
+
+
 def spc_view(series: Sequence[Point], history: Sequence[Point], thresholds: Thresholds, go_live: dt.date,
              learning_days: int) -> SpcView | None:
-    """The chart of a series from go-live (`series`) with the points before it (`history`): its window is the
-    first `window` points after the learning period, or the last before go-live. None while that window is not
-    full, or SPC is off."""
+    """The whole chart of a series (the digest draws it); None while its window is not full, or SPC is off."""
     rule = thresholds.spc
-    if rule is None or not series:
+    judged = None if rule is None or not series else spc_points(series, history, rule, go_live, learning_days)
+    if rule is None or judged is None:
         return None
-    if rule.baseline == "pre_go_live":
-        judged = [*history[-rule.window:], *series]
-        if len(history) < rule.window:
-            return None
-    else:
-        settled = go_live + dt.timedelta(days=learning_days)
-        judged = [p for p in series if p.period_start >= settled]
-        if len(judged) < rule.window:
-            return None
     chart = judge([p.value for p in judged], rule.window, thresholds.better, shift=rule.shift, trend=rule.trend,
                   crossings=rule.crossings)
     return SpcView(judged, chart)
 
 
-def judge_spc(view: SpcView | None, thresholds: Thresholds) -> Verdict | None:
+def judge_spc(series: Sequence[Point], history: Sequence[Point], thresholds: Thresholds, go_live: dt.date,
+              learning_days: int) -> Verdict | None:
     """A warning while a deteriorating special cause includes the newest value; its limit is the control limit
-    on the worse side, its baseline the centre line (the baseline window's mean)."""
-    if view is None:
+    on the worse side, its baseline the centre line (the baseline window's mean). Only the newest value's
+    signals are read (alerts.spc.newest): evaluation judges every series of every practice."""
+    rule = thresholds.spc
+    judged = None if rule is None or not series else spc_points(series, history, rule, go_live, learning_days)
+    if rule is None or judged is None:
         return None
-    limits, latest = view.chart.limits, view.points[-1]
+    limits, current = newest([p.value for p in judged], rule.window, thresholds.better, shift=rule.shift,
+                             trend=rule.trend, crossings=rule.crossings)
+    latest = judged[-1]
     worse_limit = limits.upper if thresholds.better == "lower" else limits.lower
-    current = sorted(view.chart.current("deteriorating"), key=lambda s: SIGNAL_ORDER[s.kind])
-    signal = current[0] if current else None
+    worst = sorted((s for s in current if s.direction == "deteriorating"), key=lambda s: SIGNAL_ORDER[s.kind])
+    signal = worst[0] if worst else None
     return Verdict("warning" if signal else None, True, latest.value, round(worse_limit, 2), latest.period,
                    latest.period_end, baseline=round(limits.mean, 2), signal=signal.kind if signal else None,
                    side=signal.side if signal else None, run=signal.length if signal else None,
-                   line=signal_line(view, signal, thresholds.spc) if signal else None)
+                   line=signal_line(judged, limits, signal, rule) if signal else None)
 
 
-def signal_line(view: SpcView, signal: Signal, rule: SpcRule | None) -> float:
+def signal_line(judged: Sequence[Point], limits: Limits, signal: Signal, rule: SpcRule) -> float:
     """The line a signal is about: the limit a point crossed, the centre line a shift or too few crossings sit
     on one side of (the median for Anhoej's rules, the mean for a fixed shift), a trend's first value."""
-    limits = view.chart.limits
     if signal.kind == "outside":
         return round(limits.upper if signal.side == "up" else limits.lower, 2)
     if signal.kind == "trend":
-        return view.points[signal.start].value
-    fixed_shift = signal.kind == "shift" and rule is not None and isinstance(rule.shift, int)
+        return judged[signal.start].value
+    fixed_shift = signal.kind == "shift" and isinstance(rule.shift, int)
     return round(limits.mean if fixed_shift else limits.median, 2)
 
 
@@ -305,7 +314,7 @@ def judge_latest(points: Sequence[Point], thresholds: Thresholds, baseline: floa
         if thresholds.spc is not None and not breached:
             # While a limit rule speaks for the value, its alert tells it: an SPC alert would say the same
             # twice. No verdict: an SPC alert already open stays as it is until the limit rule is quiet again.
-            verdicts["spc"] = judge_spc(spc_view(points, history, thresholds, go_live, learning_days), thresholds)
+            verdicts["spc"] = judge_spc(points, history, thresholds, go_live, learning_days)
     return {rule: verdict for rule, verdict in verdicts.items() if verdict is not None}
 
 

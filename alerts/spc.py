@@ -201,3 +201,83 @@ def assurance(limits: Limits, target: float | None, better: str) -> str | None:
     if better == "higher":
         return "pass" if limits.lower > target else "fail" if limits.upper < target else "hit and miss"
     return "pass" if limits.upper < target else "fail" if limits.lower > target else "hit and miss"
+
+
+def newest(values: Sequence[float], window: int, better: str, shift: int | str = ANHOEJ, trend: int = 6,
+           crossings: bool = True) -> tuple[Limits, tuple[Signal, ...]]:
+    """What `judge(...).current()` finds, in one pass and a walk back from the newest value: evaluation asks only
+    whether a special cause includes the newest value, for every series of every practice, so it must stay cheap
+    (bench/evaluate.py). tests/test_spc.py checks it against `judge` on generated series."""
+    limits = xmr_limits(values[:window])
+    last = len(values) - 1
+    found: list[Signal] = []
+
+    def add(kind: Kind, side: Side, start: int) -> None:
+        found.append(Signal(kind, side, direction_of(side, better), start, last, True))
+
+    value = values[last]
+    if value > limits.upper or value < limits.lower:
+        add("outside", "up" if value > limits.upper else "down", last)
+    line = limits.median
+    useful = changes = run_start = run_count = 0
+    run_side: Side | None = None
+    for index, point in enumerate(values):
+        side: Side | None = "up" if point > line else "down" if point < line else None
+        if side is None:
+            continue
+        useful += 1
+        if side == run_side:
+            run_count += 1
+        else:
+            changes += run_side is not None
+            run_side, run_start, run_count = side, index, 1
+    newest_side = side_of(value, line)
+    if shift == ANHOEJ:
+        if newest_side is not None and run_count > anhoej_run_limit(useful):
+            add("shift", newest_side, run_start)
+    else:
+        mean_run = run_back(values, limits.mean)
+        if mean_run is not None and mean_run[2] >= int(shift):
+            add("shift", mean_run[0], mean_run[1])
+    rise = trend_back(values, trend)
+    if rise is not None:
+        add("trend", rise[0], rise[1])
+    if crossings and run_side is not None and changes < anhoej_crossings_limit(useful):
+        add("crossings", run_side, 0)
+    return limits, tuple(found)
+
+
+def run_back(values: Sequence[float], line: float) -> tuple[Side, int, int] | None:
+    """The run on one side of `line` that includes the newest value: (side, first index, points counted)."""
+    side = side_of(values[-1], line)
+    if side is None:
+        return None
+    start, count = len(values) - 1, 0
+    for index in range(len(values) - 1, -1, -1):
+        here = side_of(values[index], line)
+        if here is None:
+            continue
+        if here != side:
+            break
+        start, count = index, count + 1
+    return side, start, count
+
+
+def trend_back(values: Sequence[float], length: int) -> tuple[Side, int] | None:
+    """The trend that includes the newest value, if it is `length` distinct values long: (side, first index)."""
+    index = len(values) - 1
+    while index > 0 and values[index - 1] == values[index]:
+        index -= 1  # trailing repeats count once, with the value they repeat
+    if length < 2 or index == 0:
+        return None
+    side = side_of(values[index], values[index - 1])
+    count, start = 1, index
+    for previous in range(index - 1, -1, -1):
+        if values[previous] != values[start]:
+            if side_of(values[start], values[previous]) != side:
+                break
+            count += 1
+        start = previous  # a repeat joins the trend at its first index, as `trends` counts it
+    if side is None or count < length:
+        return None
+    return side, start

@@ -125,3 +125,26 @@ def test_too_few_crossings() -> None:
 def test_assurance(lower: float, upper: float, target: float | None, better: str, expected: str | None) -> None:
     chart_limits = Limits((lower + upper) / 2, (lower + upper) / 2, lower, upper, 1.0, 12)
     assert assurance(chart_limits, target, better) == expected
+
+
+def test_newest_finds_what_judge_finds_for_the_newest_value() -> None:
+    """The evaluation's one-pass reading against the whole chart, on generated series with ties, shifts and
+    trends, for both shift rules."""
+    import random
+
+    from alerts.spc import newest
+
+    for seed in range(400):
+        rng = random.Random(seed)
+        noise = 1 if seed % 2 else 0.15  # steady series make trends, and ties at one decimal
+        values = [round(rng.gauss(10, noise), 1) for _ in range(rng.randint(12, 36))]
+        start = rng.randint(6, len(values) - 1)
+        for index in range(start, len(values)):
+            values[index] += (index - start) * 0.4 if seed % 3 == 0 else 1.5 if seed % 3 == 1 else 0
+        window = rng.choice((6, 8, 12))
+        for shift in ("anhoej", 7):
+            for better in ("lower", "higher"):
+                chart = judge(values, window, better, shift=shift, trend=6)
+                limits, found = newest(values, window, better, shift=shift, trend=6)
+                assert limits == chart.limits
+                assert found == chart.current(), (seed, shift, better)
