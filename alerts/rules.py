@@ -77,6 +77,12 @@ LIMIT_RULES = ("threshold", "baseline")
 def thresholds_for(kpi: Kpi, practice: Practice, vendor: Vendor, kpi_key: str,
                    defaults: CatalogDefaults | None = None) -> Thresholds:
     """Catalog default, then the practice's override, then the vendor's: the most specific wins."""
+    overrides = [o for o in (practice.overrides.get(kpi_key), vendor.overrides.get(kpi_key)) if o is not None]
+    return thresholds_with(kpi, defaults, overrides)
+
+
+def thresholds_with(kpi: Kpi, defaults: CatalogDefaults | None,
+                    overrides: Sequence[ThresholdOverride] = ()) -> Thresholds:
     settings: dict[str, Any] = {
         "warn": kpi.warn, "crit": kpi.crit, "for_periods": kpi.for_periods, "recover": kpi.recover,
         "tolerance": kpi.baseline or (defaults.baseline if defaults and kpi.rule == "baseline" else None),
@@ -84,7 +90,6 @@ def thresholds_for(kpi: Kpi, practice: Practice, vendor: Vendor, kpi_key: str,
         "trend_periods": kpi.trend_periods if kpi.trend_periods is not None else (
             defaults.trend_periods if defaults else 0),
     }
-    overrides = [o for o in (practice.overrides.get(kpi_key), vendor.overrides.get(kpi_key)) if o is not None]
     for override in overrides:
         settings.update(override_settings(override))
     return Thresholds(better=kpi.better, spc=spc_rule_for(kpi, defaults, overrides), **settings)
