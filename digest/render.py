@@ -80,8 +80,8 @@ SPC_WIDTH, SPC_HEIGHT, SPC_STEP = 96, 28, 8  # px; one period every SPC_STEP, un
 
 @dataclass(frozen=True)
 class SpcChart:
-    """An XmR chart's geometry for inline SVG: the values' line, a dot per period (coloured when a special cause
-    marks it), the centre line and both limits. Numbers only: nothing in it needs escaping."""
+    """An XmR chart's geometry for inline SVG: the values' line, dots where a special cause marks a period (and
+    on the newest), the centre line and both limits. Numbers only: nothing in it needs escaping."""
 
     line: str  # polyline points
     dots: tuple[tuple[int, int, str], ...]  # (x, y, colour)
@@ -100,8 +100,11 @@ def spc_chart(trend: Sequence[TrendPoint], reading: SpcReading) -> SpcChart:
         return round(2 + (high - value) / span * (SPC_HEIGHT - 4))
 
     xs = [SPC_WIDTH - 4 - SPC_STEP * (len(values) - 1 - i) for i in range(len(values))]
+    # A dot only where a special cause marks the period, and on the newest: a digest has hundreds of charts and
+    # Gmail clips a message past 102 KB.
     dots = tuple((x, y(value), SPC_COLOURS.get(mark, SPC_COLOURS[""]))
-                 for x, value, mark in zip(xs, values, reading.marks, strict=True))
+                 for index, (x, value, mark) in enumerate(zip(xs, values, reading.marks, strict=True))
+                 if mark or index == len(values) - 1)
     return SpcChart(" ".join(f"{x},{y(value)}" for x, value in zip(xs, values, strict=True)), dots,
                     y(reading.mean), y(reading.lower), y(reading.upper))
 
