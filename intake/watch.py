@@ -56,6 +56,7 @@ RETRY_SECONDS = 5.0
 # The main loop never sleeps longer than this. It wakes earlier for a new event (Settler.wake) and for a stop
 # request, so a settle time below it is honoured (issue 18 item 5: at 0.5 s a 0.2 s settle waited up to 0.5 s).
 MAX_IDLE_SECONDS = 0.5
+MOVE_PAIRING_SECONDS = 0.02  # see make_observer
 
 
 def is_candidate(path: Path) -> bool:
@@ -187,7 +188,13 @@ def make_observer() -> BaseObserver:
     """inotify on Linux, with full move events so a move in from outside the inbox is a move, not a creation."""
     if sys.platform.startswith("linux"):
         from watchdog.observers.inotify import InotifyObserver
+        from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 
+        # watchdog holds a move's IN_MOVED_FROM up to this long for its IN_MOVED_TO, and every later event waits
+        # behind it: each file the worker archives (a move out of the inbox, never paired) held the next file's
+        # rename back by up to 0.5 s. The two halves of a rename come in one read; unpaired, a move in still
+        # reads as a creation here, which goes through the same settle check.
+        InotifyMoveEventGrouper.delay = MOVE_PAIRING_SECONDS
         return InotifyObserver(generate_full_events=True)
     from watchdog.observers import Observer
 
