@@ -372,3 +372,11 @@ def escalate(session: Session, config: Config, notification: Notification) -> in
         log.error("notification %s failed for %s and no other channel takes operator alerts", notification.id,
                   labels)
     return operator_id
+
+
+def load_channel_plugins() -> None:
+    """Import every Apprise plugin now. Apprise imports its 200-odd plugin modules on the first URL it parses
+    (about 200 ms here); a worker calls this before it forks its pool, so no task pays it (issue 18 item 5)."""
+    from apprise.manager_plugins import NotificationManager
+
+    NotificationManager().load_modules()

@@ -28,6 +28,7 @@ from alerts.rules import (
     LIMIT_RULES,
     SEVERITY_ORDER,
     Point,
+    Thresholds,
     Verdict,
     arrived_late,
     baseline_of,
@@ -36,9 +37,11 @@ from alerts.rules import (
     judge_latest,
     overdue_verdict,
     thresholds_for,
+    thresholds_with,
 )
 from alerts.state import Step, next_state
-from config import Config, Practice, Vendor
+from config import Config, Kpi, Practice, Vendor
+from config.schema import Catalog
 from feeds.freshness import FeedDue, next_due
 from pulse.staff import STAFF_VENDOR_ID, baseline_min_periods, staff_vendor, stale_after_days
 from pulse.tracking import tracking_start
@@ -133,6 +136,12 @@ class Change:
     recover: float | None = None  # the line a held alert must pass to clear (alerts.rules.judge_threshold)
     reported_on: str | None = None  # set when the value arrived long after its period ended (LateArrival)
     days_after_period: int | None = None
+    # rule spc: the special cause (alerts.rules.judge_spc), its side, periods and line; `per`: month or week
+    signal: str | None = None
+    side: str | None = None
+    run: int | None = None
+    line: float | None = None
+    per: str | None = None
 
 
 @dataclass
@@ -165,6 +174,19 @@ class LateArrival:
     days_after_period: int
 
 
+# kpi key -> (the catalog it was built from, its thresholds without overrides)
+_CATALOG_THRESHOLDS: dict[str, tuple[Catalog, Thresholds]] = {}
+
+
+def catalog_thresholds(config: Config, kpi: Kpi, kpi_key: str) -> Thresholds:
+    """thresholds_for without overrides: the same for every practice and vendor of one catalog, so built once
+    per catalog and KPI (a reloaded configuration has a new catalog object and builds its own)."""
+    found = _CATALOG_THRESHOLDS.get(kpi_key)
+    if found is None or found[0] is not config.catalog:
+        found = _CATALOG_THRESHOLDS[kpi_key] = (config.catalog, thresholds_with(kpi, config.catalog.defaults))
+    return found[1]
+
+
 @dataclass(frozen=True)
 class Context:
     """What every rule of one practice's evaluation shares."""
@@ -179,6 +201,13 @@ class Context:
     @cached_property
     def repeat_interval(self) -> dt.timedelta:
         return dt.timedelta(days=self.config.catalog.defaults.repeat_interval_days)
+
+    def thresholds(self, kpi: Kpi, vendor: Vendor, kpi_key: str) -> Thresholds:
+        """A KPI's settings for a vendor; the catalog's alone, computed once per run, unless an override applies
+        (a practice's or vendor's own settings: then computed for it)."""
+        if kpi_key in self.practice.overrides or kpi_key in vendor.overrides:
+            return thresholds_for(kpi, self.practice, vendor, kpi_key, self.config.catalog.defaults)
+        return catalog_thresholds(self.config, kpi, kpi_key)
 
     def received_on(self, session: Session, feed_file_id: int | None) -> dt.date | None:
         """The practice-local day a feed file arrived; read once per file, and only for old-looking values."""
@@ -311,7 +340,11 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
     vendor, kpi = practice.vendor(vendor_id) or staff_vendor(practice, vendor_id), config.kpi(kpi_key)
     if vendor is None or kpi is None:
         return []
-    vendor_points = [p for p in points if vendor.go_live <= p.period_start <= context.as_of]
+    # Points come oldest first: those before go-live are the practice's own (the baseline), one slice apart.
+    split = next((i for i, p in enumerate(points) if p.period_start >= vendor.go_live), len(points))
+    history, vendor_points = points[:split], points[split:]
+    if vendor_points and vendor_points[-1].period_start > context.as_of:
+        vendor_points = [p for p in vendor_points if p.period_start <= context.as_of]
     if not vendor_points:
         return []
     late = None
@@ -321,15 +354,15 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
         if late is None:
             return []
     defaults = config.catalog.defaults
-    thresholds = thresholds_for(kpi, practice, vendor, kpi_key, defaults)
-    baseline = baseline_of(points, vendor.go_live, defaults.baseline_months,
+    thresholds = context.thresholds(kpi, vendor, kpi_key)
+    baseline = baseline_of(history, vendor.go_live, defaults.baseline_months,
                            baseline_min_periods(practice, vendor_id, defaults.baseline_min_periods))
     learning_days = (practice.learning_period_days if practice.learning_period_days is not None
                      else defaults.learning_period_days)
     learning = in_learning_period(vendor_points[-1].period_start, vendor.go_live, learning_days)
     firing = alerts.get((RULE, vendor_id, kpi_key, segment))
     verdicts = judge_latest(vendor_points, thresholds, baseline, vendor.go_live, learning,
-                            firing is not None and firing.state == "firing")
+                            firing is not None and firing.state == "firing", history, learning_days)
     # remits (issue 16): the vendor's figure against the payers' own remittances, same lifecycle from here on
     verdicts.update(remits_verdicts(session, config, practice, kpi_key, segment, vendor_points[-1]))
     if thresholds.escalate_after and not learning and (thresholds.warn is not None or thresholds.crit is not None):
@@ -412,6 +445,8 @@ def change_of(context: Context, subject: Subject, verdict: Verdict, step: Step, 
         muted=step.muted, previous_learning=previous.learning if previous else False, recover=verdict.recover,
         reported_on=late.reported_on.isoformat() if late else None,
         days_after_period=late.days_after_period if late else None,
+        signal=verdict.signal, side=verdict.side, run=verdict.run, line=verdict.line,
+        per=("week" if vendor.cadence == "weekly" else "month") if verdict.signal else None,
     )
 
 

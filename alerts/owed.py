@@ -41,3 +41,8 @@ def settle_evaluation(session: Session, practice_id: str, started: dt.datetime) 
 
 def owed_evaluations(session: Session) -> list[str]:
     return list(session.scalars(select(EvaluationRequest.practice_id).order_by(EvaluationRequest.practice_id)))
+
+
+def is_owed(session: Session, practice_id: str) -> bool:
+    return session.scalar(select(EvaluationRequest.practice_id).where(
+        EvaluationRequest.practice_id == practice_id)) is not None

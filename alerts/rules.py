@@ -2,7 +2,8 @@
 
 Kinds (SPEC section 5): threshold (warn/crit, for_periods, recover), baseline (worse than the pre-go-live
 median by more than a tolerance), glide path (behind the expected first-year improvement), trend (worse in N
-consecutive periods). Freshness lives in feeds/freshness.py.
+consecutive periods), spc (a deteriorating special cause on an XmR chart: alerts/spc.py). Freshness lives in
+feeds/freshness.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from itertools import pairwise
 from statistics import median
 from typing import Any, NamedTuple
 
+from alerts.spc import Chart, Limits, Signal, judge, newest
 from config import Kpi, Practice, ThresholdOverride, Vendor
-from config.schema import CatalogDefaults, GlidePath, Tolerance
+from config.schema import CatalogDefaults, GlidePath, SpcRule, Tolerance
 from pulse.schedule import pending_checkins
 
 SEVERITY_ORDER = {"warning": 1, "critical": 2}
@@ -34,6 +36,7 @@ class Thresholds:
     glide: GlidePath | None = None
     trend_periods: int = 0
     escalate_after: int = 3  # months in breach in a row (alerts/record.py); 0: never
+    spc: SpcRule | None = None
 
 
 class Point(NamedTuple):
@@ -60,6 +63,12 @@ class Verdict:
     baseline: float | None = None
     expected: float | None = None
     recover: float | None = None  # set while a firing alert is held open only by its recovery line
+    # spc: the special cause (outside, shift, trend, crossings), its side (up, down), how many periods it spans and
+    # the line it is about (the limit it crossed, the centre line of a shift or crossings, a trend's first value).
+    signal: str | None = None
+    side: str | None = None
+    run: int | None = None
+    line: float | None = None
 
 
 # The rules whose verdict is a limit the value is held to; glide path and trend judge a path, not a limit.
@@ -69,6 +78,12 @@ LIMIT_RULES = ("threshold", "baseline")
 def thresholds_for(kpi: Kpi, practice: Practice, vendor: Vendor, kpi_key: str,
                    defaults: CatalogDefaults | None = None) -> Thresholds:
     """Catalog default, then the practice's override, then the vendor's: the most specific wins."""
+    overrides = [o for o in (practice.overrides.get(kpi_key), vendor.overrides.get(kpi_key)) if o is not None]
+    return thresholds_with(kpi, defaults, overrides)
+
+
+def thresholds_with(kpi: Kpi, defaults: CatalogDefaults | None,
+                    overrides: Sequence[ThresholdOverride] = ()) -> Thresholds:
     settings: dict[str, Any] = {
         "warn": kpi.warn, "crit": kpi.crit, "for_periods": kpi.for_periods, "recover": kpi.recover,
         "tolerance": kpi.baseline or (defaults.baseline if defaults and kpi.rule == "baseline" else None),
@@ -78,10 +93,21 @@ def thresholds_for(kpi: Kpi, practice: Practice, vendor: Vendor, kpi_key: str,
         "escalate_after": kpi.escalate_after if kpi.escalate_after is not None else (
             defaults.escalate_after if defaults else 3),
     }
-    for override in (practice.overrides.get(kpi_key), vendor.overrides.get(kpi_key)):
-        if override is not None:
-            settings.update(override_settings(override))
-    return Thresholds(better=kpi.better, **settings)
+    for override in overrides:
+        settings.update(override_settings(override))
+    return Thresholds(better=kpi.better, spc=spc_rule_for(kpi, defaults, overrides), **settings)
+
+
+def spc_rule_for(kpi: Kpi, defaults: CatalogDefaults | None, overrides: Sequence[ThresholdOverride]
+                 ) -> SpcRule | None:
+    """The catalog's default SPC settings, the KPI's, then each override's fields: None when SPC is off."""
+    rule = defaults.spc if defaults is not None else None
+    if kpi.spc is not None or kpi.rule == "spc":
+        rule = (rule or SpcRule()).merged(kpi.spc)
+    for override in overrides:
+        if override.spc is not None:
+            rule = (rule or SpcRule()).merged(override.spc)
+    return rule if rule is not None and rule.enabled else None
 
 
 def override_settings(override: ThresholdOverride) -> dict[str, Any]:
@@ -209,10 +235,82 @@ def judge_trend(series: Sequence[Point], thresholds: Thresholds) -> Verdict | No
                    latest.period_end)
 
 
+@dataclass(frozen=True)
+class SpcView:
+    """A series' control chart: the points it judges (the baseline window first) and what it found."""
+
+    points: Sequence[Point]
+    chart: Chart
+
+
+# The special cause an alert states when several hold at once: the plainest evidence first.
+SIGNAL_ORDER = {"outside": 0, "shift": 1, "trend": 2, "crossings": 3}
+
+
+def spc_points(series: Sequence[Point], history: Sequence[Point], rule: SpcRule, go_live: dt.date,
+               learning_days: int) -> Sequence[Point] | None:
+    """The points a series' chart judges, its baseline window first: the first `window` points after the learning
+    period, or the last `window` before go-live (`history`) and then the series from go-live. None while that
+    window is not full."""
+    if rule.baseline == "pre_go_live":
+        return [*history[-rule.window:], *series] if len(history) >= rule.window else None
+    settled = go_live + dt.timedelta(days=learning_days)
+    if len(series) < rule.window or series[-rule.window].period_start < settled:
+        return None  # fewer than `window` points in all, or in the last `window`: cheap, and the usual case
+    judged = [p for p in series if p.period_start >= settled]
+    return judged if len(judged) >= rule.window else None
+
+
+def spc_view(series: Sequence[Point], history: Sequence[Point], thresholds: Thresholds, go_live: dt.date,
+             learning_days: int) -> SpcView | None:
+    """The whole chart of a series (the digest draws it); None while its window is not full, or SPC is off."""
+    rule = thresholds.spc
+    judged = None if rule is None or not series else spc_points(series, history, rule, go_live, learning_days)
+    if rule is None or judged is None:
+        return None
+    chart = judge([p.value for p in judged], rule.window, thresholds.better, shift=rule.shift, trend=rule.trend,
+                  crossings=rule.crossings)
+    return SpcView(judged, chart)
+
+
+def judge_spc(series: Sequence[Point], history: Sequence[Point], thresholds: Thresholds, go_live: dt.date,
+              learning_days: int) -> Verdict | None:
+    """A warning while a deteriorating special cause includes the newest value; its limit is the control limit
+    on the worse side, its baseline the centre line (the baseline window's mean). Only the newest value's
+    signals are read (alerts.spc.newest): evaluation judges every series of every practice."""
+    rule = thresholds.spc
+    judged = None if rule is None or not series else spc_points(series, history, rule, go_live, learning_days)
+    if rule is None or judged is None:
+        return None
+    limits, current = newest([p.value for p in judged], rule.window, thresholds.better, shift=rule.shift,
+                             trend=rule.trend, crossings=rule.crossings)
+    latest = judged[-1]
+    worse_limit = limits.upper if thresholds.better == "lower" else limits.lower
+    worst = sorted((s for s in current if s.direction == "deteriorating"), key=lambda s: SIGNAL_ORDER[s.kind])
+    signal = worst[0] if worst else None
+    return Verdict("warning" if signal else None, True, latest.value, round(worse_limit, 2), latest.period,
+                   latest.period_end, baseline=round(limits.mean, 2), signal=signal.kind if signal else None,
+                   side=signal.side if signal else None, run=signal.length if signal else None,
+                   line=signal_line(judged, limits, signal, rule) if signal else None)
+
+
+def signal_line(judged: Sequence[Point], limits: Limits, signal: Signal, rule: SpcRule) -> float:
+    """The line a signal is about: the limit a point crossed, the centre line a shift or too few crossings sit
+    on one side of (the median for Anhoej's rules, the mean for a fixed shift), a trend's first value."""
+    if signal.kind == "outside":
+        return round(limits.upper if signal.side == "up" else limits.lower, 2)
+    if signal.kind == "trend":
+        return judged[signal.start].value
+    fixed_shift = signal.kind == "shift" and isinstance(rule.shift, int)
+    return round(limits.mean if fixed_shift else limits.median, 2)
+
+
 def judge_latest(points: Sequence[Point], thresholds: Thresholds, baseline: float | None, go_live: dt.date,
-                 learning: bool, firing: bool) -> dict[str, Verdict]:
+                 learning: bool, firing: bool, history: Sequence[Point] = (),
+                 learning_days: int = 0) -> dict[str, Verdict]:
     """The verdict of each rule kind that applies, for evaluation and the digest's scorecard alike. In the
-    learning period, only the threshold rule speaks. `firing`: the threshold alert is firing (its hysteresis)."""
+    learning period, only the threshold rule speaks. `firing`: the threshold alert is firing (its hysteresis).
+    `history`: the points before go-live (an SPC baseline window may be there)."""
     verdicts: dict[str, Verdict | None] = {}
     if thresholds.warn is not None or thresholds.crit is not None:
         verdicts["threshold"] = judge_threshold(points, thresholds, firing)
@@ -220,6 +318,11 @@ def judge_latest(points: Sequence[Point], thresholds: Thresholds, baseline: floa
         verdicts["baseline"] = judge_baseline(points, baseline, thresholds)
         verdicts["glide_path"] = judge_glide(points, baseline, thresholds, go_live)
         verdicts["trend"] = judge_trend(points, thresholds)
+        breached = any(v is not None and v.severity for rule, v in verdicts.items() if rule in LIMIT_RULES)
+        if thresholds.spc is not None and not breached:
+            # While a limit rule speaks for the value, its alert tells it: an SPC alert would say the same
+            # twice. No verdict: an SPC alert already open stays as it is until the limit rule is quiet again.
+            verdicts["spc"] = judge_spc(points, history, thresholds, go_live, learning_days)
     return {rule: verdict for rule, verdict in verdicts.items() if verdict is not None}
 
 

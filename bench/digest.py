@@ -16,7 +16,7 @@ For N practices (default 2,000) and again for N/10 (default 200), each in its ow
    the practice digests already built; with --profile, the top functions under cProfile at N/10.
 
 The last line is `RESULT practices=N seconds=S per_digest_ms=D scaling_2000_vs_200=K`, K = seconds(N) /
-seconds(N/10). Goal: K <= 11 (linear).
+seconds(N/10). Goal: K <= 10.5 (issue 18).
 """
 
 from __future__ import annotations
@@ -33,12 +33,20 @@ from typing import Any
 
 import yaml
 
-from bench.evaluate import REGIONS, VENDOR_SLOTS, load_observations, practice_list, say, with_database
+from bench.evaluate import (
+    REGIONS,
+    VENDOR_SLOTS,
+    load_observations,
+    practice_list,
+    say,
+    with_database,
+    write_spc_catalog,
+)
 
 WEEK = "2026-W48"
 NOW = dt.datetime(2026, 11, 23, 16, 0, tzinfo=dt.UTC)
 EVALUATED_AT = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
-GOAL_SCALING = 11.0
+GOAL_SCALING = 10.5  # issue 18 (was 11)
 GMAIL_CLIP_BYTES = 102 * 1024
 
 
@@ -54,6 +62,7 @@ def write_config(directory: Path, count: int) -> None:
     (directory / "practices.yaml").write_text(
         yaml.safe_dump({"regions": regions, "practices": practices}, sort_keys=False))
     (directory / "channels.yaml").write_text("dry_run: true\nurls: []\nroutes: []\n")
+    write_spc_catalog(directory)  # every KPI row charted, as bench/evaluate.py judges every series
 
 
 def build_and_render(config: Any, url: str) -> dict[str, Any]:

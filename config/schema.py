@@ -47,6 +47,34 @@ class GlidePath(Strict):
     for_periods: int = Field(default=2, ge=1)
 
 
+class SpcRule(Strict):
+    """Statistical process control (alerts/spc.py): the baseline window's mean and XmR limits, and the signals
+    judged against them. In a practice's or vendor's override only the fields given replace the KPI's."""
+
+    enabled: bool = True
+    # Points in the baseline window: the first after the learning period, or the last before go-live.
+    window: int = Field(default=12, ge=3)
+    baseline: Literal["after_learning", "pre_go_live"] = "after_learning"
+    # "anhoej": a run on one side of the median longer than round(log2(n) + 3); a number: that many on one side of
+    # the mean (NHS Making Data Count: 7).
+    shift: Literal["anhoej"] | int = "anhoej"
+    trend: int = Field(default=6, ge=0)  # that many values each higher (or lower) than the last; 0: off
+    crossings: bool = True  # too few crossings of the median (Anhoej)
+
+    @field_validator("shift")
+    @classmethod
+    def shift_length(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 2:
+            raise ValueError("a fixed shift needs at least 2 points (NHS Making Data Count: 7)")
+        return value
+
+    def merged(self, override: SpcRule | None) -> SpcRule:
+        """This rule with the fields an override gave replaced."""
+        if override is None:
+            return self
+        return self.model_copy(update={key: getattr(override, key) for key in override.model_fields_set})
+
+
 class ThresholdOverride(Strict):
     """Per practice or per vendor: replaces the catalog's setting for one KPI."""
 
@@ -59,6 +87,7 @@ class ThresholdOverride(Strict):
     glide_path: GlidePath | None = None
     trend_periods: int | None = Field(default=None, ge=0)
     escalate_after: int | None = Field(default=None, ge=0)  # months in breach in a row to escalate; 0: never
+    spc: SpcRule | None = None
 
 
 RuleOverride = ThresholdOverride
@@ -218,7 +247,7 @@ class Kpi(Strict):
     label: str
     unit: Literal["%", "days", "hours", "USD", "score", "rate"]
     better: Literal["lower", "higher"]
-    rule: Literal["threshold", "baseline"]
+    rule: Literal["threshold", "baseline", "spc"]
     warn: float | None = None
     crit: float | None = None
     target: float | None = None
@@ -229,6 +258,7 @@ class Kpi(Strict):
     glide_path: GlidePath | None = None
     trend_periods: int | None = Field(default=None, ge=0)
     escalate_after: int | None = Field(default=None, ge=0)  # months in breach in a row to escalate; 0: never
+    spc: SpcRule | None = None  # besides its main rule; `rule: spc` without it takes the defaults' (or SpcRule())
     formula: str
     source: str
 
@@ -249,6 +279,7 @@ class CatalogDefaults(Strict):
     # Seed 003: pain that lasts 3 to 6 months is the signal to act. A KPI in breach this many months running
     # raises a critical escalation alert (alerts/record.py).
     escalate_after: int = Field(default=3, ge=0)  # 0 turns it off
+    spc: SpcRule | None = None  # given: every KPI is also judged by SPC, with these settings unless it says
 
 
 class Catalog(Strict):

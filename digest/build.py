@@ -14,14 +14,18 @@ from sqlalchemy.orm import Session
 from alerts.record import RECORD_MONTHS, improving, record_of
 from alerts.rules import (
     SEVERITY_ORDER,
+    SIGNAL_ORDER,
     Point,
+    Thresholds,
     baseline_of,
     in_learning_period,
     is_stale,
     judge_latest,
+    spc_view,
     thresholds_for,
     worse_than,
 )
+from alerts.spc import assurance
 from config import Config, Kpi, Practice, Vendor
 from digest.assess import (
     dollar_lines,
@@ -32,7 +36,7 @@ from digest.assess import (
     target_for,
     without_covered_trends,
 )
-from digest.model import AlertLine, Digest, KpiRow, PayerFigure, PayerRanking, TrendPoint, VendorCard
+from digest.model import AlertLine, Digest, KpiRow, PayerFigure, PayerRanking, SpcReading, TrendPoint, VendorCard
 from digest.peers import current, fields_for
 from digest.portfolio import Field, PeerLine, peer_line, within, worst_standing
 from digest.pulse_report import pulse_report
@@ -380,7 +384,8 @@ def kpi_row(
     target = target_for(kpi, practice, vendor, key)
     learning = in_learning_period(latest.period_start, vendor.go_live, learning_days(config, practice))
     firing = any(alert.rule == "threshold" for alert in open_alerts)
-    verdicts = judge_latest(points, thresholds, baseline, vendor.go_live, learning, firing)
+    # The scorecard's status comes from the limit rules; its control chart is read once, below.
+    verdicts = judge_latest(points, replace(thresholds, spc=None), baseline, vendor.go_live, learning, firing)
     alert_severity = max((alert.severity for alert in open_alerts), key=SEVERITY_ORDER.__getitem__, default=None)
     status, limit, recover = row_status(verdicts, alert_severity, latest.value, kpi.better, target)
     record = None if segment != "all" else record_of(points[-RECORD_MONTHS:], thresholds, target, vendor.go_live)
@@ -402,6 +407,34 @@ def kpi_row(
         recover=recover,
         record=record,
         getting_better=None if record is None else improving(record, kpi.better),
+        spc=None if learning else spc_reading(points, thresholds, target, vendor, learning_days(config, practice)),
+    )
+
+
+def spc_reading(points: list[Point], thresholds: Thresholds, target: float | None, vendor: Vendor,
+                learning_days: int) -> SpcReading | None:
+    """The row's control chart as evaluation reads it (alerts.rules.spc_view): None until its window is full."""
+    after = [p for p in points if p.period_start >= vendor.go_live]
+    history = [p for p in points if p.period_start < vendor.go_live]
+    view = spc_view(after, history, thresholds, vendor.go_live, learning_days)
+    if view is None:
+        return None
+    chart, limits = view.chart, view.chart.limits
+    current = sorted(chart.current(), key=lambda s: (s.direction != "deteriorating", SIGNAL_ORDER[s.kind]))
+    signal = current[0] if current else None
+    marked: dict[str, str] = {}
+    for found in chart.signals:
+        if found.kind != "crossings":  # a whole-series signal marks no point of its own
+            for point in view.points[found.start:found.end + 1]:
+                marked[point.period] = "deteriorating" if found.direction == "deteriorating" else marked.get(
+                    point.period, found.direction)
+    return SpcReading(
+        mean=round(limits.mean, 2), lower=round(limits.lower, 2), upper=round(limits.upper, 2),
+        window=limits.window, per="week" if vendor.cadence == "weekly" else "month",
+        signal=signal.kind if signal else None, side=signal.side if signal else None,
+        run=signal.length if signal else None, direction=signal.direction if signal else None,
+        assurance=assurance(limits, target, thresholds.better),
+        marks=tuple(marked.get(p.period, "") for p in points[-TREND_PERIODS:]),
     )
 
 

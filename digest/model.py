@@ -52,6 +52,30 @@ class DenialReasons:
 
 
 @dataclass(frozen=True)
+class SpcReading:
+    """A KPI's control chart as the digest states it (alerts/spc.py, alerts.rules.spc_view): the baseline window's
+    centre line and limits, the special cause that includes the newest value (None: common cause only), and per
+    charted period whether a special cause marks it."""
+
+    mean: float
+    lower: float
+    upper: float
+    window: int  # periods in the baseline window
+    per: str  # month | week
+    signal: str | None  # outside | shift | trend | crossings
+    side: str | None  # up | down
+    run: int | None  # periods the signal spans
+    direction: str | None  # improving | deteriorating
+    assurance: str | None  # pass | fail | hit and miss: can the limits meet the target? None: no target
+    marks: tuple[str, ...]  # per trend point, oldest first: '', 'improving' or 'deteriorating'
+
+    @property
+    def variation(self) -> str:
+        """NHS variation icon: concern, improvement or common (cause)."""
+        return {"deteriorating": "concern", "improving": "improvement"}.get(self.direction or "", "common")
+
+
+@dataclass(frozen=True)
 class KpiRow:
     """One KPI on a vendor's scorecard: the latest value against its target and the pre-go-live baseline."""
 
@@ -78,6 +102,7 @@ class KpiRow:
     def breached_lately(self) -> bool:
         """A breach in the last 12 months: worth the record's line on the scorecard."""
         return self.record is not None and self.record.longest_run > 0
+    spc: SpcReading | None = None  # its control chart, once the baseline window is full
 
     @property
     def improved(self) -> bool | None:
@@ -100,6 +125,32 @@ class VendorCard:
     next_feed: FeedDue
     learning_until: dt.date | None  # set while the vendor is in its post-go-live learning period
     hidden_segments: int = 0  # segment rows left off the scorecard (see digest.build.MAX_SEGMENT_ROWS)
+
+    @property
+    def variation(self) -> KpiRow | None:
+        """The row behind the vendor's NHS variation icon: the first with a concern, else the first improving;
+        None: every charted KPI shows common cause (or none is charted yet)."""
+        charted = [row for row in self.rows if row.spc is not None]
+        for kind in ("concern", "improvement"):
+            found = next((row for row in charted if row.spc and row.spc.variation == kind), None)
+            if found is not None:
+                return found
+        return None
+
+    @property
+    def assurance(self) -> str | None:
+        """NHS assurance over the vendor's charted KPIs with a target: fail if any cannot meet it, pass if all
+        will, else hit and miss; None: no charted KPI has a target."""
+        judged = [row.spc.assurance for row in self.rows if row.spc is not None and row.spc.assurance]
+        if not judged:
+            return None
+        if "fail" in judged:
+            return "fail"
+        return "pass" if all(a == "pass" for a in judged) else "hit and miss"
+
+    @property
+    def charted(self) -> int:
+        return sum(1 for row in self.rows if row.spc is not None)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from alerts.formats import HTML, TEXT, escape_text, format_period, format_value, template_environment
-from digest.model import Digest, RegionDigest, TrendPoint
+from digest.model import Digest, RegionDigest, SpcReading, TrendPoint
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEXT_WIDTH = 78
@@ -73,6 +73,42 @@ class Bar:
     colour: str
 
 
+# NHS Making Data Count's colours: special cause of improvement, of concern; common cause.
+SPC_COLOURS = {"improving": "#00B0F0", "deteriorating": "#E46C0A", "": "#98a2b3"}
+SPC_WIDTH, SPC_HEIGHT, SPC_STEP = 96, 28, 8  # px; one period every SPC_STEP, under the bars
+
+
+@dataclass(frozen=True)
+class SpcChart:
+    """An XmR chart's geometry for inline SVG: the values' line, dots where a special cause marks a period (and
+    on the newest), the centre line and both limits. Numbers only: nothing in it needs escaping."""
+
+    line: str  # polyline points
+    dots: tuple[tuple[int, int, str], ...]  # (x, y, colour)
+    mean: int
+    lower: int
+    upper: int
+
+
+def spc_chart(trend: Sequence[TrendPoint], reading: SpcReading) -> SpcChart:
+    values = [point.value for point in trend]
+    low = min([*values, reading.lower])
+    high = max([*values, reading.upper])
+    span = (high - low) or 1.0
+
+    def y(value: float) -> int:
+        return round(2 + (high - value) / span * (SPC_HEIGHT - 4))
+
+    xs = [SPC_WIDTH - 4 - SPC_STEP * (len(values) - 1 - i) for i in range(len(values))]
+    # A dot only where a special cause marks the period, and on the newest: a digest has hundreds of charts and
+    # Gmail clips a message past 102 KB.
+    dots = tuple((x, y(value), SPC_COLOURS.get(mark, SPC_COLOURS[""]))
+                 for index, (x, value, mark) in enumerate(zip(xs, values, reading.marks, strict=True))
+                 if mark or index == len(values) - 1)
+    return SpcChart(" ".join(f"{x},{y(value)}" for x, value in zip(xs, values, strict=True)), dots,
+                    y(reading.mean), y(reading.lower), y(reading.upper))
+
+
 def render_digest(digest: Digest) -> RenderedDigest:
     return render_parts(f"digest-{digest.practice_id}-{digest.week}", "digest", d=digest)
 
@@ -118,6 +154,7 @@ def environment(output_format: str = TEXT) -> Environment:
         pulse=format_pulse,
         pulse_trend=pulse_trend,
         status_label=status_label,
+        spc_chart=spc_chart,
     )
     if output_format == TEXT:
         filters["wrap"] = wrap  # plain-text layout only: its line breaks are meant
@@ -128,6 +165,9 @@ def environment(output_format: str = TEXT) -> Environment:
         tone_colour=lambda tone: TONES[tone][0],
         tone_background=lambda tone: TONES[tone][1],
         bar_height=BAR_HEIGHT,
+        spc_colours=SPC_COLOURS,
+        spc_width=SPC_WIDTH,
+        spc_height=SPC_HEIGHT,
     ))
 
 

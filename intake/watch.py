@@ -53,8 +53,10 @@ log = logging.getLogger(__name__)
 Signature = tuple[int, int]  # (size, mtime_ns): what "the file did not change" compares
 # A failed enqueue (broker down) is tried again after this long; the beat scan is the backstop beyond that.
 RETRY_SECONDS = 5.0
-# The main loop never sleeps longer than this, so a stop request is honoured promptly.
+# The main loop never sleeps longer than this. It wakes earlier for a new event (Settler.wake) and for a stop
+# request, so a settle time below it is honoured (issue 18 item 5: at 0.5 s a 0.2 s settle waited up to 0.5 s).
 MAX_IDLE_SECONDS = 0.5
+MOVE_PAIRING_SECONDS = 0.02  # see make_observer
 
 
 def is_candidate(path: Path) -> bool:
@@ -92,6 +94,7 @@ class Settler:
         self._pending: dict[Path, tuple[float, Signature]] = {}
         # path -> the signature that was enqueued: one enqueue per (path, mtime, size)
         self._enqueued: dict[Path, Signature] = {}
+        self.wake = threading.Event()  # set when a path starts (or restarts) its wait, or the watch stops
 
     def touch(self, path: Path, delay: float | None = None) -> None:
         """Something finished writing `path`: (re)start its settle wait from now."""
@@ -100,6 +103,7 @@ class Settler:
             return
         with self._lock:
             self._pending[path] = (time.monotonic() + (self.settle_seconds if delay is None else delay), current)
+        self.wake.set()  # the loop may be asleep for longer than this path's wait
 
     def forget(self, path: Path) -> None:
         """`path` left the inbox (filed away by the worker, renamed): a new file of that name starts afresh."""
@@ -184,7 +188,13 @@ def make_observer() -> BaseObserver:
     """inotify on Linux, with full move events so a move in from outside the inbox is a move, not a creation."""
     if sys.platform.startswith("linux"):
         from watchdog.observers.inotify import InotifyObserver
+        from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 
+        # watchdog holds a move's IN_MOVED_FROM up to this long for its IN_MOVED_TO, and every later event waits
+        # behind it: each file the worker archives (a move out of the inbox, never paired) held the next file's
+        # rename back by up to 0.5 s. The two halves of a rename come in one read; unpaired, a move in still
+        # reads as a creation here, which goes through the same settle check.
+        InotifyMoveEventGrouper.delay = MOVE_PAIRING_SECONDS
         return InotifyObserver(generate_full_events=True)
     from watchdog.observers import Observer
 
@@ -217,11 +227,18 @@ def watch_inbox(
         log.info("watching %s (settle %.1fs)", inbox, settle_seconds)
         if ready is not None:
             ready.set()
+        # A stop request wakes the loop too: it sleeps on the settler's event, not on `stop`.
+        threading.Thread(target=wake_on_stop, args=(stop, settler), name="watch-stop", daemon=True).start()
         run_loop(settler, enqueue, stop)
     finally:
         observer.stop()
         observer.join()
     log.info("stopped watching %s", inbox)
+
+
+def wake_on_stop(stop: threading.Event, settler: Settler) -> None:
+    stop.wait()
+    settler.wake.set()
 
 
 def run_loop(settler: Settler, enqueue: Callable[[Path], None], stop: threading.Event) -> None:
@@ -230,7 +247,8 @@ def run_loop(settler: Settler, enqueue: Callable[[Path], None], stop: threading.
             deliver(path, settled, settler, enqueue)
         next_due = settler.next_due()
         idle = MAX_IDLE_SECONDS if next_due is None else next_due - time.monotonic()
-        stop.wait(min(max(idle, 0.01), MAX_IDLE_SECONDS))
+        if settler.wake.wait(min(max(idle, 0.0), MAX_IDLE_SECONDS)):
+            settler.wake.clear()  # a new wait began (or a stop): look at the due times again
 
 
 def deliver(path: Path, settled: Signature, settler: Settler, enqueue: Callable[[Path], None]) -> None:

@@ -5,11 +5,21 @@ from __future__ import annotations
 from celery import shared_task
 
 from alerts.evaluate import evaluate_practices
+from alerts.owed import is_owed
+from storage.db import session_scope
 from tasks.context import current_config, parse_as_of
 
 
 @shared_task(name="alerts.evaluate")
-def evaluate_task(practice_id: str | None = None, as_of: str | None = None) -> list[dict[str, object]]:
+def evaluate_task(practice_id: str | None = None, as_of: str | None = None,
+                  owed_only: bool = False) -> list[dict[str, object]]:
+    """owed_only (asked for by new data): nothing to do once an evaluation that started after the data was
+    stored has settled its request (alerts.owed). A burst of files for one practice queues one evaluation per
+    file; the first evaluates them all and the rest return at once."""
+    if owed_only and practice_id is not None:
+        with session_scope() as session:
+            if not is_owed(session, practice_id):
+                return []
     results = evaluate_practices(current_config(), practice_id=practice_id, as_of=parse_as_of(as_of))
     from tasks.deliver import deliver_task
 

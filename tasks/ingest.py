@@ -34,7 +34,7 @@ def scan_inbox() -> list[str]:
         from tasks.evaluate import evaluate_task
 
         for practice in owed:
-            evaluate_task.delay(practice_id=practice)
+            evaluate_task.delay(practice_id=practice, owed_only=True)
     return paths
 
 
@@ -64,7 +64,7 @@ def ingest_file(path: str, evaluate: bool = True, settled: bool = False) -> dict
         with session_scope() as session:
             owe_evaluation(session, result.practices, utcnow())
         for practice in result.practices:
-            evaluate_task.delay(practice_id=practice)
+            evaluate_task.delay(practice_id=practice, owed_only=True)
     return result.as_dict()
 
 

@@ -21,6 +21,7 @@ VENDORS = {
     ("lakeside-peds", "acme-billing"),
     ("lakeside-peds", "verifyfirst"),
     ("riverbend-im", "acme-billing"),  # the third practice of the group Acme serves (issue 17)
+    ("lakeside-peds", "scribeline"),
 }
 PULSE_FILE = DATA_DIR / "oakridge-fm" / "pulse-2026-10-30.csv"
 FREE_TEXT_QUESTION = "Anything else you want leadership to know?"

@@ -219,10 +219,14 @@ def worker(
     ] = False,
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    name: Annotated[str | None, typer.Option(
+        "--name", "-n", help="Celery node name, e.g. billing@%h (default celery@<host>); give each worker on one "
+        "host its own.")] = None,
 ) -> None:
     """Run the Celery worker."""
     load_worker_config()
     prepare_database()
+    from alerts.delivery import load_channel_plugins
     from storage.db import get_engine
     from worker.app import app
     from worker.metrics import reset_multiprocess_dir
@@ -230,9 +234,18 @@ def worker(
     reset_multiprocess_dir()
 
     get_engine().dispose()  # the schema check's connection: the prefork children must not inherit it
+    load_channel_plugins()  # in the parent: every prefork child inherits the imported plugins
+    exit_with(lambda: app.start(worker_argv(loglevel, concurrency, beat, name)))
 
+
+def worker_argv(loglevel: str, concurrency: int, beat: bool, name: str | None) -> list[str]:
+    """Celery's worker arguments. Two workers on one host named alike (Celery's default celery@host) are one node
+    to Celery's control commands and the log: `--name` gives each its own. The default stays celery@host, which
+    `vendorwatch status` and the compose healthcheck (`inspect ping --destination celery@$HOSTNAME`) address."""
     argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
-    exit_with(lambda: app.start([*argv, "--beat"] if beat else argv))
+    if name:
+        argv.append(f"--hostname={name}")
+    return [*argv, "--beat"] if beat else argv
 
 
 def load_worker_config() -> None:

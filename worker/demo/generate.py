@@ -15,6 +15,10 @@ The stories, as evaluated at the newest period 2026-10 (thresholds from config/k
   (warning).
 - riverbend-im / acme-billing (go-live 2025-12): steady improvement, no alerts; with the two above, the group
   of three practices Acme serves that the portfolio view compares (Oakridge's denial rate is the worst of 3).
+- lakeside-peds / scribeline (go-live 2025-03, before the demo's first month): transcription turnaround ~14 hours,
+  then from 2026-03 about 15: never near the 24-hour warning line, but eight months in a row above the centre
+  line of its control chart (baseline window 2025-05..2026-04): a shift, an SPC warning, told in the digest.
+  Drawn from its own random.Random(SEED + 1), after everything else, so no other bundled file changes.
 - oakridge-fm pulse 2026-10-30: 11 of 14 staff answered; workload mean 3.2, 4 of 11 report burnout 3 or more;
   readiness about 20.5 of 30 (prepare); by role, front desk 6 and clinical 5 (both large enough to show).
 """
@@ -235,10 +239,28 @@ RIVERBEND_ACME = VendorFeed(
     ),
 )
 
+# A shift a threshold never sees (issue 18): pinned, so its signal does not hang on the noise of the window.
+LAKESIDE_SCRIBELINE = VendorFeed(
+    "lakeside-peds",
+    "scribeline",
+    "2025-03",
+    (
+        Story(
+            "transcription_turnaround_hours",
+            20.0,
+            1.2,
+            (14.0,),
+            pins={"2026-03": 14.9, "2026-04": 15.1, "2026-05": 14.8, "2026-06": 15.0, "2026-07": 15.2,
+                  "2026-08": 14.9, "2026-09": 15.0, "2026-10": 15.1},
+        ),
+    ),
+)
+
 FEEDS = (OAKRIDGE_ACME, OAKRIDGE_BRIGHTCALL, LAKESIDE_ACME, LAKESIDE_VERIFYFIRST)
 # Written after the pulse survey, from a random stream of their own, so the files above stay byte for byte.
 GROUP_FEEDS = (RIVERBEND_ACME,)
 GROUP_SEED = SEED + 17
+LATER_FEEDS = (LAKESIDE_SCRIBELINE,)  # each from its own generator, so adding one changes no earlier file
 
 # The pulse survey, as a Google Forms export. Question texts mirror config/surveys.yaml, in order, because the
 # product matches columns by that text.
@@ -367,7 +389,8 @@ def write_csv(
         writer.writerows(rows)
 
 
-def write_feeds(output_dir: Path, rng: random.Random, feeds: Sequence[VendorFeed] = FEEDS) -> list[tuple[Path, int]]:
+def write_feeds(output_dir: Path, rng: random.Random, feeds: Sequence[VendorFeed] = FEEDS
+                ) -> list[tuple[Path, int]]:
     written = []
     for feed in feeds:
         for period in list_periods():
@@ -437,7 +460,7 @@ def remove_stale_files(output_dir: Path, keep: set[Path]) -> list[Path]:
     """Delete earlier demo files this run did not write; only our own file names, never anything else."""
     candidates = [
         path
-        for feed in FEEDS + GROUP_FEEDS
+        for feed in (*FEEDS, *GROUP_FEEDS, *LATER_FEEDS)
         for path in (output_dir / feed.practice_id / feed.vendor_id).glob(
             f"{feed.practice_id}-{feed.vendor_id}-*.csv"
         )
@@ -462,6 +485,7 @@ def main(output_dir: Path | None = None) -> list[Path]:
     rng = random.Random(SEED)
     written = [*write_feeds(target, rng), write_pulse(target, rng),
                *write_feeds(target, random.Random(GROUP_SEED), GROUP_FEEDS)]
+    written += write_feeds(target, random.Random(SEED + 1), LATER_FEEDS)
     paths = [path for path, _ in written]
     for path in remove_stale_files(target, set(paths)):
         print(f"removed stale {describe_path(path)}")
