@@ -92,8 +92,9 @@ def test_the_demo_digest_shows_the_shift_no_threshold_saw(demo: DemoRun) -> None
     centre = f"{fmean(scribeline_window()):.1f} hours"
     assert "Variation: special cause of concern (transcription turnaround: shift up for 8 months)." in text
     assert f"control chart: shift up for 8 months, a concern: centre line {centre}, limits" in text
+    # 15.1 hours is inside the upper limit: a shift, never worded as past the limit.
     assert ("Warning: ScribeLine Transcription, transcription turnaround 15.1 hours in Oct 2026, a special cause "
-            "of concern on its control chart") in text
+            "of concern on its control chart: a sustained change, though inside its control limit of") in text
     page = digest_path(demo, "lakeside-peds", "html").read_text(encoding="utf-8")
     shown, elements = read_html(page)
     assert f"Control chart: shift up for 8 months, a concern: centre line {centre}" in shown
@@ -116,3 +117,19 @@ def test_spc_lines_escape_a_hostile_kpi_label(hostile_env: dict[str, str], tmp_p
     assert f"({html.escape(label, quote=False)}: " in rendered.html or f"({html.escape(label)}: " in rendered.html
     shown, elements = read_html(rendered.html)
     assert f"Variation: special cause of concern ({label}: " in shown and "script" not in elements
+
+
+@pytest.mark.parametrize(("better", "value", "says"), [
+    ("lower", 17.0, "outside its control limit of 15.6 hours: a special cause of concern, not noise"),
+    ("lower", 15.1, "a sustained change, though inside its control limit of 15.6 hours"),
+    ("higher", 14.0, "outside its control limit of 15.6 hours: a special cause of concern, not noise"),
+    ("higher", 16.0, "a sustained change, though inside its control limit of 15.6 hours"),
+])
+def test_an_spc_alert_line_says_whether_the_value_is_past_its_control_limit(better: str, value: float,
+                                                                             says: str) -> None:
+    from alerts.formats import TEXT
+    from digest.render import environment
+
+    line = environment(TEXT).from_string('{% import "_sentences.txt" as say %}{{ say.limit_fact(a) }}')
+    alert = {"rule": "spc", "better": better, "value": value, "threshold": 15.6, "unit": "hours", "recover": None}
+    assert says in line.render(a=alert)
