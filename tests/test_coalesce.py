@@ -39,7 +39,9 @@ def test_a_burst_is_evaluated_once_and_later_data_again(vw_env: dict[str, str], 
         store(tmp_path, f"burst-{number}", period, 10.5)  # critical: over the 10% line
     as_of = "2026-11-20"
     first = evaluate_task(practice_id=PRACTICE, as_of=as_of, owed_only=True)
-    assert [change["kpi"] for result in first for change in result["changes"]] == ["denial_rate"]
+    # Three months over the line: the threshold alert, and the escalation (escalate_after: 3, issue 17), at once.
+    assert [(change["kpi"], change["rule"]) for result in first for change in result["changes"]] == [
+        ("denial_rate", "threshold"), ("denial_rate", "escalation")]
     told = events()
     for _ in range(2):  # the burst's other two queued evaluations
         assert evaluate_task(practice_id=PRACTICE, as_of=as_of, owed_only=True) == []
@@ -47,6 +49,7 @@ def test_a_burst_is_evaluated_once_and_later_data_again(vw_env: dict[str, str], 
 
     store(tmp_path, "later", "2026-10", 8.0)  # a correction after the evaluation: back under every line
     [later] = evaluate_task(practice_id=PRACTICE, as_of=as_of, owed_only=True)
-    assert [change["event"] for change in later["changes"]] == ["resolved"]
+    assert [(change["rule"], change["event"]) for change in later["changes"]] == [
+        ("threshold", "resolved"), ("escalation", "resolved")]
     # An evaluation asked for by a person or the schedule runs whatever is owed.
     assert evaluate_task(practice_id=PRACTICE, as_of=as_of) != []
