@@ -7,7 +7,7 @@ Each returns plain dicts (newest first), so the CLI's --json and its tables show
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
@@ -21,12 +21,14 @@ from storage.models import (
     FeedRejection,
     Notification,
     ObservationRevision,
+    RemitFile,
     Rerun,
     Series,
 )
 
 Query = TypeVar("Query", bound=Select[*tuple[Any, ...]])
 DEFAULT_LIMIT = 200
+REMITS_FOLDER = "remits"  # inbox/<practice>/remits/: what remits.ingest records a rejected 835's vendor as
 KINDS = ("feeds", "revisions", "deliveries", "reruns", "pulls", "digests")
 
 
@@ -54,7 +56,20 @@ def feeds(session: Session, filters: Filters) -> list[dict[str, Any]]:
     rows += [{"at": r.received_at, "status": "rejected", "file": r.filename, "source": r.source,
               "practice": r.practice_id, "vendor": r.vendor_id, "rows": None, "sha256": r.sha256,
               "problems": list(r.errors)} for r in session.scalars(rejected)]
+    rows += remit_files(session, filters)
     return newest_first(rows, filters.limit)
+
+
+def remit_files(session: Session, filters: Filters) -> list[dict[str, Any]]:
+    """Accepted 835s (a rejected one is a FeedRejection like any file), under the vendor their inbox folder names,
+    `remits`; `rows` counts their claims. None when the filters name another vendor or a KPI."""
+    if filters.vendor not in (None, REMITS_FOLDER) or filters.kpi is not None:
+        return []
+    query = select(RemitFile).order_by(RemitFile.received_at.desc(), RemitFile.id.desc()).limit(filters.limit)
+    query = narrow(query, replace(filters, vendor=None), RemitFile.practice_id, None, RemitFile.received_at)
+    return [{"at": f.received_at, "status": "accepted", "file": f.filename, "source": f.source,
+             "practice": f.practice_id, "vendor": REMITS_FOLDER, "rows": f.claims, "sha256": f.sha256, "problems": []}
+            for f in session.scalars(query)]
 
 
 def revisions(session: Session, filters: Filters) -> list[dict[str, Any]]:

@@ -96,3 +96,26 @@ def test_tables_print_for_people_and_bad_since_is_refused(recorded: Path) -> Non
     assert "9.7" in table and "10.4" in table and "oct-corrected.csv" in table
     result = run("history", "feeds", "--since", "last tuesday", status=2)
     assert "--since" in result.output
+
+
+def test_feeds_list_an_accepted_835_with_its_claims_under_the_remits_folder(
+    vw_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from remits.keys import KEY_VARIABLE
+    from remits.synthetic import render_835
+    from tests.test_remits import KEY
+    from tests.test_remits_input import planted_file
+
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    era, feed = tmp_path / "era.835", tmp_path / "oct.csv"
+    era.write_bytes(render_835(planted_file()))
+    feed.write_text(FEED.format(value=9.7), encoding="utf-8")
+    run("ingest", "--practice", "maple-clinic", str(era))
+    run("ingest", str(feed))
+
+    (remit,) = history("feeds", "--vendor", "remits", "--practice", "maple-clinic")
+    # Claims counted: Northwind C1, C2, C3, C6 and the planted one; Bluebird C7 (C4 reversed, C5 a duplicate).
+    assert (remit["file"], remit["status"], remit["vendor"], remit["rows"]) == ("era.835", "accepted", "remits", 6)
+    assert [row["file"] for row in history("feeds")] == ["oct.csv", "era.835"]
+    assert "era.835" not in [row["file"] for row in history("feeds", "--vendor", "claimright")]
+    assert history("feeds", "--practice", "another-practice") == []
