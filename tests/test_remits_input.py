@@ -115,18 +115,15 @@ def test_no_patient_name_member_id_or_claim_id_is_kept_in_the_database_data_fold
     tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv(KEY_VARIABLE, KEY)
-    settings = Settings(data_dir=tmp_path / "var", database_url=postgres_url)
-    folder = settings.inbox / PRACTICE / "remits"
-    folder.mkdir(parents=True)
-    (folder / "era.835").write_bytes(render_835(planted_file()))
+    settings, era = in_inbox(tmp_path, postgres_url, planted_file())
     caplog.set_level(logging.DEBUG)
 
-    inbox = process_inbox_file(folder / "era.835", load_config(BUNDLED_DIR), settings, settled=True)
+    inbox = process_inbox_file(era, load_config(BUNDLED_DIR), settings, settled=True)
     cli = vendorwatch("ingest", "--practice", PRACTICE, str(write_second(tmp_path)),
                       env=environment(tmp_path, postgres_url))
 
     assert inbox is not None and inbox.status == "accepted"
-    assert not (folder / "era.835").exists() and inbox.moved_to is None  # not archived: it names patients
+    assert not era.exists() and inbox.moved_to is None  # not archived: it names patients
     assert "accepted" in cli.stdout
     assert count(postgres_url, RemitClaim) == 9  # C1..C7, the planted claim, C9
     written = everything_written(postgres_url, settings.data_dir)
@@ -135,6 +132,15 @@ def test_no_patient_name_member_id_or_claim_id_is_kept_in_the_database_data_fold
     for planted in PLANTED:
         assert planted.encode() not in written, planted
         assert planted.encode() not in logs, planted
+
+
+def in_inbox(tmp_path: Path, postgres_url: str, remittances: list[Remittance]) -> tuple[Settings, Path]:
+    """An 835 dropped in inbox/<practice>/remits/, and the settings whose inbox it is."""
+    settings = Settings(data_dir=tmp_path / "var", database_url=postgres_url)
+    folder = settings.inbox / PRACTICE / "remits"
+    folder.mkdir(parents=True)
+    (folder / "era.835").write_bytes(render_835(remittances))
+    return settings, folder / "era.835"
 
 
 def write_second(tmp_path: Path) -> Path:
@@ -148,13 +154,10 @@ def test_a_rejected_inbox_835_is_quarantined_with_a_report_of_positions_only(
     tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv(KEY_VARIABLE, KEY)
-    settings = Settings(data_dir=tmp_path / "var", database_url=postgres_url)
-    folder = settings.inbox / PRACTICE / "remits"
-    folder.mkdir(parents=True)
-    (folder / "era.835").write_bytes(render_835(planted_file(total=Decimal("1.00"))))
+    settings, era = in_inbox(tmp_path, postgres_url, planted_file(total=Decimal("1.00")))
     caplog.set_level(logging.DEBUG)
 
-    result = process_inbox_file(folder / "era.835", load_config(BUNDLED_DIR), settings, settled=True)
+    result = process_inbox_file(era, load_config(BUNDLED_DIR), settings, settled=True)
 
     assert result is not None and result.status == "rejected" and result.moved_to is not None
     report = Path(result.moved_to + ".errors.json").read_text()
