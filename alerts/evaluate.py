@@ -11,9 +11,10 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from alerts.decide import SilenceWindow
-from alerts.lifecycle import EvaluationResult, active_silences, evaluate_practice
+from alerts.lifecycle import EvaluationResult, Reads, active_silences, evaluate_practice, in_read_order
 from alerts.owed import settle_evaluation
 from config import Config, ConfigError, Practice
+from remits.summary import practices_with_months
 from storage.db import get_engine
 from storage.models import utcnow
 
@@ -87,11 +88,12 @@ def evaluate_in_transaction(connection: Connection, config: Config, practices: S
     with Session(bind=connection, expire_on_commit=False) as session, session.begin():
         if connection.dialect.name == "postgresql":
             lock_practices(session, [practice.id for practice in practices])
-        results = []
-        for practice in practices:
-            results.append(evaluate_practice(session, config, practice, as_of, now, silences))
-            settle_evaluation(session, practice.id, now)
-        return results
+        ids = [practice.id for practice in practices]
+        remitting, reads = practices_with_months(session, ids), Reads(session, ids)
+        results = {practice.id: evaluate_practice(session, config, practice, as_of, now, silences, remitting, reads)
+                   for practice in in_read_order(practices)}
+        settle_evaluation(session, ids, now)
+        return [results[practice_id] for practice_id in ids]
 
 
 def lock_practices(session: Session, practice_ids: list[str]) -> None:

@@ -7,11 +7,12 @@ leave an alert that changed state without its message, or a message for a change
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache, cached_property
 from itertools import groupby
-from typing import Any, TypeVar
+from operator import attrgetter, itemgetter
+from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, bindparam, insert, or_, select
@@ -45,7 +46,8 @@ from config.schema import Catalog
 from feeds.freshness import FeedDue, next_due
 from pulse.staff import STAFF_VENDOR_ID, baseline_min_periods, staff_vendor, stale_after_days
 from pulse.tracking import tracking_start
-from storage.models import Alert, AlertEvent, FeedFile, Notification, Observation, PulseSurvey, Silence
+from remits.summary import stored_months
+from storage.models import Alert, AlertEvent, FeedFile, Notification, Observation, PulseSurvey, RemitMonth, Silence
 
 RULE = "threshold"
 FRESHNESS_RULE = "freshness"
@@ -57,12 +59,16 @@ SeriesKey = tuple[str, str, str]  # (vendor, kpi, segment)
 
 LOOSE_RULES = (FRESHNESS_RULE, PULSE_OVERDUE_RULE)  # alerts that belong to no series
 RECORD_EVERY = 1_000  # changed alerts written per batch: a practice with 100,000s of changes holds one batch
-# Rows read in one round trip, as nearly every practice's are; a practice with more is streamed that many at a
-# time (a server-side cursor on PostgreSQL, which costs more round trips). Read whole, a practice of 5 million
-# values took 4.2 GB (issue 13).
+# Rows read in one round trip, as nearly every practice's are; a practice with more is streamed that many at a time
+# (a server-side cursor on PostgreSQL, which costs more round trips: for a batch of small practices more than the
+# rows). Read whole, a practice of 5 million values took 4.2 GB (issue 13); a value held costs about 1.1 KB.
 VALUES_AT_ONCE, ALERTS_AT_ONCE = 10_000, 1_000
+# The same for practices read together (alerts.evaluate: 50 practices of 600 values each are 30,000, some 33 MB).
+BATCH_VALUES_AT_ONCE, BATCH_ALERTS_AT_ONCE = 50_000, 5_000
 Q = TypeVar("Q")  # a query
 T = TypeVar("T")  # a row
+T_co = TypeVar("T_co", covariant=True)
+K = TypeVar("K", bound=str)  # a key things are grouped by
 
 
 def by_name(column: InstrumentedAttribute[str], dialect: str) -> CollationClause | InstrumentedAttribute[str]:
@@ -70,34 +76,46 @@ def by_name(column: InstrumentedAttribute[str], dialect: str) -> CollationClause
     return column.collate("C") if dialect == "postgresql" else column
 
 
-# Built once per dialect with a bound practice id: building a statement and its cache key took longer than running
-# it. Each comes as (at most the rows read at once, plus one; all of them, streamed). Both orders are the series'
-# names, so a series and its alerts meet as the two go, and alert ids, events and a message's changes follow that
-# order as they always have.
+# Built once per dialect with bound practice ids: building a statement and its cache key took longer than running
+# it. Each comes as (at most the rows read at once, plus one; all of them, streamed). Both orders are the practices'
+# ids and then the series' names, so a practice takes its part of each in turn, a series and its alerts meet as the
+# two go, and alert ids, events and a message's changes follow that order as they always have.
 @cache
-def series_queries(dialect: str) -> tuple[Select[int, str, str, str, str, dt.date, dt.date, float, int], ...]:
-    query = (select(Observation.series_id, Observation.vendor_id, Observation.kpi, Observation.segment,
-                    Observation.period, Observation.period_start, Observation.period_end, Observation.value,
-                    Observation.feed_file_id)
-             .where(Observation.practice_id == bindparam("practice_id"))
-             .order_by(*(by_name(column, dialect) for column in (Observation.vendor_id, Observation.kpi,
-                                                                 Observation.segment)),
+def series_queries(dialect: str, at_once: int
+                   ) -> tuple[Select[str, int, str, str, str, str, dt.date, dt.date, float, int], ...]:
+    query = (select(Observation.practice_id, Observation.series_id, Observation.vendor_id, Observation.kpi,
+                    Observation.segment, Observation.period, Observation.period_start, Observation.period_end,
+                    Observation.value, Observation.feed_file_id)
+             .where(Observation.practice_id.in_(bindparam("practice_ids", expanding=True)))
+             .order_by(*(by_name(column, dialect) for column in (Observation.practice_id, Observation.vendor_id,
+                                                                 Observation.kpi, Observation.segment)),
                        Observation.period_start, Observation.period_end))
-    return query.limit(VALUES_AT_ONCE + 1), query.execution_options(yield_per=VALUES_AT_ONCE)
+    return query.limit(at_once + 1), query.execution_options(yield_per=at_once)
 
 
 @cache
-def alert_queries(dialect: str) -> tuple[Select[Alert], ...]:
-    query = (select(Alert).where(Alert.practice_id == bindparam("practice_id"))
-             .order_by(*(by_name(column, dialect) for column in (Alert.vendor_id, Alert.kpi, Alert.segment)),
+def alert_queries(dialect: str, at_once: int) -> tuple[Select[Alert], ...]:
+    query = (select(Alert).where(Alert.practice_id.in_(bindparam("practice_ids", expanding=True)))
+             .order_by(*(by_name(column, dialect) for column in (Alert.practice_id, Alert.vendor_id, Alert.kpi,
+                                                                 Alert.segment)),
                        Alert.rule))
-    return query.limit(ALERTS_AT_ONCE + 1), query.execution_options(yield_per=ALERTS_AT_ONCE)
+    return query.limit(at_once + 1), query.execution_options(yield_per=at_once)
 
 
-def whole_or_streamed(run: Callable[[Q], Iterable[T]], queries: tuple[Q, ...], at_once: int) -> Iterable[T]:
-    """The rows of the first query if it found no more than `at_once`; else all rows again, from the second."""
-    rows = list(run(queries[0]))
+class Rows(Protocol[T_co]):
+    """A query's result: SQLAlchemy's CursorResult and ScalarResult both are."""
+
+    def __iter__(self) -> Iterator[T_co]: ...
+
+    def all(self) -> Sequence[T_co]: ...
+
+
+def whole_or_streamed(run: Callable[[Q], Rows[T]], queries: tuple[Q, ...], at_once: int) -> Iterable[T]:
+    """The rows of the first query if it found no more than `at_once`; else all rows again, from the second.
+    Fetched with all(), not row by row: iterating a result fetched each row with a call of its own."""
+    rows = run(queries[0]).all()
     return rows if len(rows) <= at_once else run(queries[1])
+
 
 
 CLOSINGS_QUERY = select(PulseSurvey.closed_on).where(PulseSurvey.practice_id == bindparam("practice_id"))
@@ -196,7 +214,9 @@ class Context:
     as_of: dt.date
     now: dt.datetime
     silences: list[SilenceWindow]
+    remitting: Container[str] | None = None  # practices with remittances stored, when read for many at once
     arrivals: dict[int, dt.date | None] = field(default_factory=dict)  # feed file id -> practice-local day received
+    remit_months: dict[dt.date, Sequence[RemitMonth]] = field(default_factory=dict)  # month -> stored, all payers
 
     @cached_property
     def repeat_interval(self) -> dt.timedelta:
@@ -219,20 +239,33 @@ class Context:
                                            received.astimezone(ZoneInfo(self.practice.timezone)).date())
         return self.arrivals[feed_file_id]
 
+    def remitted(self, session: Session, month: dt.date) -> Sequence[RemitMonth]:
+        """The practice's stored remittance months of `month`: read once per month, and not at all when the run
+        knows the practice has none (most have none; several KPIs of a practice are checked against one month)."""
+        if self.remitting is not None and self.practice.id not in self.remitting:
+            return ()
+        if month not in self.remit_months:
+            self.remit_months[month] = stored_months(session, self.practice.id, month)
+        return self.remit_months[month]
+
 
 def evaluate_practice(session: Session, config: Config, practice: Practice, as_of: dt.date, now: dt.datetime,
-                      silences: list[SilenceWindow] | None = None) -> EvaluationResult:
-    """`silences`: the active ones, when the caller read them once for a whole run; else read here.
+                      silences: list[SilenceWindow] | None = None,
+                      remitting: Container[str] | None = None, reads: Reads | None = None) -> EvaluationResult:
+    """`silences`: the active ones, when the caller read them once for a whole run; else read here. `remitting`:
+    the practices with remittances stored, and `reads` their values and alerts, when the caller read those for many
+    practices at once (practices then come in_read_order).
     One series and its alerts are held at a time, and changes are written every RECORD_EVERY, so memory does not
     grow with the practice's size (only its Change list does, about a kilobyte per change)."""
     if silences is None:
         silences = active_silences(session, now)
-    context = Context(config, practice, as_of, now, silences)
+    context = Context(config, practice, as_of, now, silences, remitting)
     applied: list[Applied] = []
     changes: list[Change] = []
     newest_ends: dict[str, dt.date] = {}
     loose: dict[AlertKey, Alert] = {}
-    for (vendor_id, kpi_key, segment), points, alerts in series_with_alerts(session, practice.id, loose):
+    reads = reads or Reads(session, [practice.id])
+    for (vendor_id, kpi_key, segment), points, alerts in series_with_alerts(reads, practice.id, loose):
         end = points[-1].period_end
         newest_ends[vendor_id] = max(end, newest_ends.get(vendor_id, end))
         applied += evaluate_kpi(session, context, vendor_id, kpi_key, segment, points, alerts)
@@ -275,14 +308,55 @@ def row_of(instance: Alert | AlertEvent) -> dict[str, object]:
     return {key: value for key, value in vars(instance).items() if key in columns}
 
 
-def series_with_alerts(session: Session, practice_id: str, loose: dict[AlertKey, Alert]
+class Parts(Generic[K, T]):
+    """A stream of items grouped by a key, handed out one group at a time as keys are asked for in ascending
+    order: a key with no items gets none. Each group must be used before the next key is asked for."""
+
+    def __init__(self, items: Iterable[T], key: Callable[[T], K]) -> None:
+        self._groups = groupby(items, key)
+        self._current = next(self._groups, None)
+        self._taken = False
+
+    def take(self, key: K) -> Iterator[T]:
+        if self._taken:
+            self._current, self._taken = next(self._groups, None), False
+        while self._current is not None and self._current[0] < key:
+            self._current = next(self._groups, None)
+        if self._current is None or self._current[0] != key:
+            return iter(())
+        self._taken = True
+        return self._current[1]
+
+
+class Reads:
+    """The values and alerts of a set of practices: two queries (or two streams, for a large set) for all of them,
+    not two per practice, which on a batch of small practices cost more than the rows they read. Practices must
+    then be taken in the order of their ids (`in_read_order`)."""
+
+    def __init__(self, session: Session, practice_ids: Sequence[str]) -> None:
+        connection, ids = session.connection(), {"practice_ids": list(practice_ids)}
+        dialect = connection.dialect.name
+        values, alerts = ((VALUES_AT_ONCE, ALERTS_AT_ONCE) if len(practice_ids) == 1
+                          else (BATCH_VALUES_AT_ONCE, BATCH_ALERTS_AT_ONCE))
+        self.rows = Parts(whole_or_streamed(lambda query: connection.execute(query, ids),
+                                            series_queries(dialect, values), values), itemgetter(0))
+        self.alerts = Parts(whole_or_streamed(lambda query: session.scalars(query, ids),
+                                              alert_queries(dialect, alerts), alerts), attrgetter("practice_id"))
+
+
+def in_read_order(practices: Iterable[Practice]) -> list[Practice]:
+    """The order `Reads` hands practices out in: by id, as Python orders str (the queries sort by code point)."""
+    return sorted(practices, key=attrgetter("id"))
+
+
+def series_with_alerts(reads: Reads, practice_id: str, loose: dict[AlertKey, Alert]
                        ) -> Iterator[tuple[SeriesKey, list[Point], dict[AlertKey, Alert]]]:
     """Each series of the practice, in name order, with its points (oldest first) and its alerts: two streams in
     the same order, merged as they go. Alerts of a series without values are passed over, as ever; those of no
     series (freshness, pulse overdue) are put in `loose`, all of them by the time the series are done."""
-    groups = alert_groups(session, practice_id, loose)
+    groups = alert_groups(reads.alerts.take(practice_id), loose)
     group = next(groups, None)
-    for key, points in stream_series(session, practice_id):
+    for key, points in stream_series(reads.rows.take(practice_id)):
         while group is not None and group[0] < key:
             group = next(groups, None)
         yield key, points, group[1] if group is not None and group[0] == key else {}
@@ -290,11 +364,8 @@ def series_with_alerts(session: Session, practice_id: str, loose: dict[AlertKey,
         pass  # the alerts after the last series: loose ones among them
 
 
-def alert_groups(session: Session, practice_id: str, loose: dict[AlertKey, Alert]
+def alert_groups(alerts: Iterable[Alert], loose: dict[AlertKey, Alert]
                  ) -> Iterator[tuple[SeriesKey, dict[AlertKey, Alert]]]:
-    queries = alert_queries(session.get_bind().dialect.name)
-    alerts = whole_or_streamed(lambda query: session.scalars(query, {"practice_id": practice_id}), queries,
-                               ALERTS_AT_ONCE)
     for key, group in groupby(of_series(alerts, loose), key=lambda alert: (alert.vendor_id, alert.kpi, alert.segment)):
         yield key, {(alert.rule, *key): alert for alert in group}
 
@@ -307,16 +378,13 @@ def of_series(alerts: Iterable[Alert], loose: dict[AlertKey, Alert]) -> Iterator
             yield alert
 
 
-def stream_series(session: Session, practice_id: str) -> Iterator[tuple[SeriesKey, list[Point]]]:
-    """Each series of the practice with its points, oldest first, one series at a time. Through the Core
+def stream_series(rows: Iterable[Any]) -> Iterator[tuple[SeriesKey, list[Point]]]:
+    """Each series of a practice's rows with its points, oldest first, one series at a time. Read through the Core
     connection: plain column rows need none of the ORM's result machinery."""
-    connection = session.connection()
-    rows = whole_or_streamed(lambda query: connection.execute(query, {"practice_id": practice_id}),
-                             series_queries(connection.dialect.name), VALUES_AT_ONCE)
     current: int | None = None
     key: SeriesKey = ("", "", "")
     points: list[Point] = []
-    for series_id, vendor_id, kpi, segment, period, start, end, value, feed_file_id in rows:
+    for _, series_id, vendor_id, kpi, segment, period, start, end, value, feed_file_id in rows:
         if series_id != current:
             if points:
                 yield key, points
@@ -364,7 +432,8 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
     verdicts = judge_latest(vendor_points, thresholds, baseline, vendor.go_live, learning,
                             firing is not None and firing.state == "firing", history, learning_days)
     # remits (issue 16): the vendor's figure against the payers' own remittances, same lifecycle from here on
-    verdicts.update(remits_verdicts(session, config, practice, kpi_key, segment, vendor_points[-1]))
+    verdicts.update(remits_verdicts(lambda month: context.remitted(session, month), config, practice, kpi_key,
+                                    segment, vendor_points[-1]))
     if thresholds.escalate_after and not learning and (thresholds.warn is not None or thresholds.crit is not None):
         # Months of the learning period do not count: slippage there is expected, not a pattern.
         learning_end = vendor.go_live + dt.timedelta(days=learning_days)

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 import alerts.evaluate
+from alerts import lifecycle
 from alerts.evaluate import evaluate_practices
 from bench.evaluate import AS_OF, NOW, load_observations, practice_id, write_config
 from config import Config, load_config
@@ -60,13 +61,21 @@ def evaluate(config: Config, url: str, as_of: dt.date = AS_OF) -> list[dict[str,
             for result in results]
 
 
+@pytest.mark.parametrize("pieces", [None, (7, 3)], ids=["read-whole", "streamed-in-small-pieces"])
 def test_many_practices_to_a_transaction_judge_as_one_at_a_time(config: Config, loaded_url: str,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   pieces: tuple[int, int] | None) -> None:
+    """A batch's values and alerts come in one query each, or, past BATCH_*_AT_ONCE, streamed (here 7 values and 3
+    alerts at a time, cutting series and practices in the middle)."""
+    if pieces is not None:
+        monkeypatch.setattr(lifecycle, "BATCH_VALUES_AT_ONCE", pieces[0])
+        monkeypatch.setattr(lifecycle, "BATCH_ALERTS_AT_ONCE", pieces[1])
     together = evaluate(config, loaded_url)
     stored_together = alerts_and_events(loaded_url)
     with engine_for(loaded_url).begin() as connection:
         connection.execute(text("DELETE FROM alert_event; DELETE FROM alert; DELETE FROM pulse_tracking"))
 
+    monkeypatch.undo()  # no small pieces: one practice at a time, read as a single practice always is
     monkeypatch.setattr(alerts.evaluate, "PRACTICES_PER_TRANSACTION", 1)
     one_at_a_time = evaluate(config, loaded_url)
 
