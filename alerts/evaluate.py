@@ -97,6 +97,9 @@ def evaluate_in_transaction(connection: Connection, config: Config, practices: S
 
 
 def lock_practices(session: Session, practice_ids: list[str]) -> None:
-    # Ordered by the lock's number, not the name: two names may share a number.
-    session.execute(text("SELECT pg_advisory_xact_lock(lock) FROM (SELECT hashtext('evaluate:' || id) AS lock "
+    """Ordered by the lock's number, not the name: two names may share a number. In the same round trip, for this
+    transaction only: no JIT compilation (the batch read's estimated cost passes jit_above_cost, and compiling took
+    longer than running it), and room to sort a batch's values in memory."""
+    session.execute(text("SELECT set_config('jit', 'off', true), set_config('work_mem', '32MB', true), "
+                         "pg_advisory_xact_lock(lock) FROM (SELECT hashtext('evaluate:' || id) AS lock "
                          "FROM unnest(CAST(:ids AS text[])) AS id ORDER BY lock) AS ordered"), {"ids": practice_ids})

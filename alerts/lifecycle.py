@@ -15,7 +15,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, insert, or_, select
+from sqlalchemy import Select, bindparam, func, insert, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import CollationClause
 
@@ -47,7 +47,17 @@ from feeds.freshness import FeedDue, next_due
 from pulse.staff import STAFF_VENDOR_ID, baseline_min_periods, staff_vendor, stale_after_days
 from pulse.tracking import tracking_start
 from remits.summary import stored_months
-from storage.models import Alert, AlertEvent, FeedFile, Notification, Observation, PulseSurvey, RemitMonth, Silence
+from storage.models import (
+    Alert,
+    AlertEvent,
+    FeedFile,
+    Notification,
+    Observation,
+    PulseSurvey,
+    RemitMonth,
+    Series,
+    Silence,
+)
 
 RULE = "threshold"
 FRESHNESS_RULE = "freshness"
@@ -81,16 +91,34 @@ def by_name(column: InstrumentedAttribute[str], dialect: str) -> CollationClause
 # ids and then the series' names, so a practice takes its part of each in turn, a series and its alerts meet as the
 # two go, and alert ids, events and a message's changes follow that order as they always have.
 @cache
-def series_queries(dialect: str, at_once: int
-                   ) -> tuple[Select[str, int, str, str, str, str, dt.date, dt.date, float, int], ...]:
-    query = (select(Observation.practice_id, Observation.series_id, Observation.vendor_id, Observation.kpi,
-                    Observation.segment, Observation.period, Observation.period_start, Observation.period_end,
-                    Observation.value, Observation.feed_file_id)
-             .where(Observation.practice_id.in_(bindparam("practice_ids", expanding=True)))
-             .order_by(*(by_name(column, dialect) for column in (Observation.practice_id, Observation.vendor_id,
-                                                                 Observation.kpi, Observation.segment)),
-                       Observation.period_start, Observation.period_end))
+def series_queries(dialect: str, at_once: int) -> tuple[Select[*tuple[Any, ...]], ...]:
+    query: Select[*tuple[Any, ...]] = series_query(dialect) if dialect == "postgresql" else (
+        select(Observation.practice_id, Observation.series_id, Observation.vendor_id, Observation.kpi,
+               Observation.segment, Observation.period, Observation.period_start, Observation.period_end,
+               Observation.value, Observation.feed_file_id)
+        .where(Observation.practice_id.in_(bindparam("practice_ids", expanding=True)))
+        .order_by(*(by_name(column, dialect) for column in (Observation.practice_id, Observation.vendor_id,
+                                                            Observation.kpi, Observation.segment)),
+                  Observation.period_start, Observation.period_end))
     return query.limit(at_once + 1), query.execution_options(yield_per=at_once)
+
+
+def series_query(dialect: str) -> Select[*tuple[Any, ...]]:
+    """The same rows, in the same order, for PostgreSQL: the practices' series in name order, numbered, and each
+    one's values through a lateral subquery (OFFSET 0 keeps it one: an index range scan per series). As a plain join
+    PostgreSQL hashes the whole value table for a batch of 50 practices (190 ms at 2,000 practices, against 45 ms),
+    and sorting by an integer costs less than by four names."""
+    names = [by_name(column, dialect) for column in (Series.practice_id, Series.vendor_id, Series.kpi, Series.segment)]
+    chosen = (select(Series.id, Series.practice_id, Series.vendor_id, Series.kpi, Series.segment,
+                     func.row_number().over(order_by=names).label("place"))
+              .where(Series.practice_id.in_(bindparam("practice_ids", expanding=True))).subquery("chosen"))
+    values = (select(Observation.period, Observation.period_start, Observation.period_end, Observation.value,
+                     Observation.feed_file_id)
+              .where(Observation.series_id == chosen.c.id).offset(0).lateral("chosen_values"))
+    return (select(chosen.c.practice_id, chosen.c.id, chosen.c.vendor_id, chosen.c.kpi, chosen.c.segment,
+                   values.c.period, values.c.period_start, values.c.period_end, values.c.value, values.c.feed_file_id)
+            .select_from(chosen.join(values, true()))
+            .order_by(chosen.c.place, values.c.period_start, values.c.period_end))
 
 
 @cache
