@@ -11,7 +11,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from alerts.decide import SilenceWindow
-from alerts.lifecycle import EvaluationResult, Reads, active_silences, evaluate_practice, in_read_order
+from alerts.lifecycle import EvaluationResult, active_silences, evaluate_together
 from alerts.owed import settle_evaluation
 from config import Config, ConfigError, Practice
 from remits.summary import practices_with_months
@@ -89,11 +89,10 @@ def evaluate_in_transaction(connection: Connection, config: Config, practices: S
         if connection.dialect.name == "postgresql":
             lock_practices(session, [practice.id for practice in practices])
         ids = [practice.id for practice in practices]
-        remitting, reads = practices_with_months(session, ids), Reads(session, ids)
-        results = {practice.id: evaluate_practice(session, config, practice, as_of, now, silences, remitting, reads)
-                   for practice in in_read_order(practices)}
+        results = evaluate_together(session, config, practices, as_of, now, silences,
+                                    practices_with_months(session, ids))
         settle_evaluation(session, ids, now)
-        return [results[practice_id] for practice_id in ids]
+        return results
 
 
 def lock_practices(session: Session, practice_ids: list[str]) -> None:

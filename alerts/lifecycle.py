@@ -37,6 +37,7 @@ from alerts.rules import (
     is_stale,
     judge_latest,
     overdue_verdict,
+    severity_of,
     thresholds_for,
     thresholds_with,
 )
@@ -277,40 +278,67 @@ class Context:
         return self.remit_months[month]
 
 
-def evaluate_practice(session: Session, config: Config, practice: Practice, as_of: dt.date, now: dt.datetime,
-                      silences: list[SilenceWindow] | None = None,
-                      remitting: Container[str] | None = None, reads: Reads | None = None) -> EvaluationResult:
-    """`silences`: the active ones, when the caller read them once for a whole run; else read here. `remitting`:
-    the practices with remittances stored, and `reads` their values and alerts, when the caller read those for many
-    practices at once (practices then come in_read_order).
+def evaluate_together(session: Session, config: Config, practices: Sequence[Practice], as_of: dt.date,
+                      now: dt.datetime, silences: list[SilenceWindow],
+                      remitting: Container[str] | None = None) -> list[EvaluationResult]:
+    """Practices judged in one transaction, each on its own: their values and alerts read together (`Reads`), their
+    changes written together (`Recorder`), each practice's message its own. `remitting`: the practices with
+    remittances stored, when the caller knows. Results come in the order of `practices`.
     One series and its alerts are held at a time, and changes are written every RECORD_EVERY, so memory does not
-    grow with the practice's size (only its Change list does, about a kilobyte per change)."""
-    if silences is None:
-        silences = active_silences(session, now)
-    context = Context(config, practice, as_of, now, silences, remitting)
-    applied: list[Applied] = []
+    grow with a practice's size (only its Change list does, about a kilobyte per change)."""
+    reads, recorder = Reads(session, [practice.id for practice in practices]), Recorder(session)
+    told: dict[str, list[Change]] = {}
+    for practice in in_read_order(practices):
+        context = Context(config, practice, as_of, now, silences, remitting)
+        told[practice.id] = judge_practice(session, context, reads, recorder)
+    recorder.write()
+    return [EvaluationResult(practice.id, told[practice.id],
+                             enqueue_message(session, config, practice,
+                                             [c for c in told[practice.id] if not c.muted], now))
+            for practice in practices]
+
+
+def judge_practice(session: Session, context: Context, reads: Reads, recorder: Recorder) -> list[Change]:
+    """Every rule of one practice, handed to `recorder`; the list of its changes fills in as they are written."""
+    practice_id = context.practice.id
     changes: list[Change] = []
     newest_ends: dict[str, dt.date] = {}
     loose: dict[AlertKey, Alert] = {}
-    reads = reads or Reads(session, [practice.id])
-    for (vendor_id, kpi_key, segment), points, alerts in series_with_alerts(reads, practice.id, loose):
+    for (vendor_id, kpi_key, segment), points, alerts in series_with_alerts(reads, practice_id, loose):
         end = points[-1].period_end
         newest_ends[vendor_id] = max(end, newest_ends.get(vendor_id, end))
-        applied += evaluate_kpi(session, context, vendor_id, kpi_key, segment, points, alerts)
-        if len(applied) >= RECORD_EVERY:
-            changes += record(session, applied)
-            applied = []
-    applied += evaluate_freshness(context, newest_ends, loose)
-    applied += evaluate_pulse_overdue(session, context, loose)
-    changes += record(session, applied)
-    notification_id = enqueue_message(session, config, practice, [c for c in changes if not c.muted], now)
-    return EvaluationResult(practice.id, changes, notification_id)
+        recorder.add(changes, evaluate_kpi(session, context, vendor_id, kpi_key, segment, points, alerts))
+    recorder.add(changes, evaluate_freshness(context, newest_ends, loose))
+    recorder.add(changes, evaluate_pulse_overdue(session, context, loose))
+    return changes
+
+
+class Recorder:
+    """Changed alerts waiting to be written, of one practice or of many: written RECORD_EVERY at a time and at the
+    end, two INSERTs each time however many practices they come from. Each change, once written (and so with its
+    alert's id), is appended to the list it was added with."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.waiting: list[tuple[list[Change], Applied]] = []
+
+    def add(self, changes: list[Change], applied: Iterable[Applied]) -> None:
+        self.waiting += [(changes, item) for item in applied]
+        if len(self.waiting) >= RECORD_EVERY:
+            self.write()
+
+    def write(self) -> None:
+        written = iter(record(self.session, [item for _, item in self.waiting]))
+        for changes, item in self.waiting:
+            if item.change is not None:
+                changes.append(next(written))
+        self.waiting = []
 
 
 def record(session: Session, applied: list[Applied]) -> list[Change]:
-    """Write a batch of a practice's new alerts in one INSERT and then their events, in the order they happened, in
-    another. Plain Core inserts: the ORM's unit of work cost more than the statements (a flush per event, before,
-    cost two round trips each). Changed existing alerts are flushed with them, so the session lets them go."""
+    """Write new alerts in one INSERT and then their events, in the order they happened, in another. Plain Core
+    inserts: the ORM's unit of work cost more than the statements (a flush per event, before, cost two round trips
+    each). Changed existing alerts are flushed with them, so the session lets them go."""
     if not applied:
         return []
     session.flush()
@@ -462,7 +490,8 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
     # remits (issue 16): the vendor's figure against the payers' own remittances, same lifecycle from here on
     verdicts.update(remits_verdicts(lambda month: context.remitted(session, month), config, practice, kpi_key,
                                     segment, vendor_points[-1]))
-    if thresholds.escalate_after and not learning and (thresholds.warn is not None or thresholds.crit is not None):
+    if escalation_in_question(thresholds, learning, vendor_points[-1],
+                              (ESCALATION_RULE, vendor_id, kpi_key, segment) in alerts):
         # Months of the learning period do not count: slippage there is expected, not a pattern.
         learning_end = vendor.go_live + dt.timedelta(days=learning_days)
         record = record_of(vendor_points[-RECORD_MONTHS:], thresholds, None, learning_end)
@@ -478,6 +507,15 @@ def evaluate_kpi(session: Session, context: Context, vendor_id: str, kpi_key: st
         if item is not None:
             applied.append(item)
     return applied
+
+
+def escalation_in_question(thresholds: Thresholds, learning: bool, latest: Point, open_alert: bool) -> bool:
+    """Whether a series' record needs reading for the escalation rule: with a limit, past the learning period,
+    and the newest value in breach (else its run is 0) or an escalation to settle. Most series of most practices
+    are none of these, and reading the record was a tenth of their evaluation."""
+    if not thresholds.escalate_after or learning or (thresholds.warn is None and thresholds.crit is None):
+        return False
+    return open_alert or severity_of(latest.value, thresholds)[0] is not None
 
 
 def late_arrival(session: Session, context: Context, latest: Point, cadence: str,
