@@ -15,7 +15,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, func, insert, or_, select, true
+from sqlalchemy import Connection, Select, bindparam, func, insert, or_, select, text, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import CollationClause
 
@@ -148,10 +148,15 @@ def whole_or_streamed(run: Callable[[Q], Rows[T]], queries: tuple[Q, ...], at_on
 
 
 CLOSINGS_QUERY = select(PulseSurvey.closed_on).where(PulseSurvey.practice_id == bindparam("practice_id"))
-# RETURNING with sort_by_parameter_order: one multi-row INSERT whose ids come back in the order given (a plain
-# executemany cost a round trip per row), so ids still follow the order things happened.
-ALERT_INSERT = insert(Alert).returning(Alert.id, sort_by_parameter_order=True)
-EVENT_INSERT = insert(AlertEvent).returning(AlertEvent.id, sort_by_parameter_order=True)
+# New alerts' ids follow the order things happened. On PostgreSQL they are drawn from the table's sequence first and
+# the rows then inserted by a plain executemany (psycopg sends them in one pipeline): INSERT .. RETURNING over many
+# rows, which SQLAlchemy renders as one statement of every row's parameters, cost about 0.85 ms a row to render and
+# parse, against 0.1. Elsewhere (SQLite) RETURNING with sort_by_parameter_order gives the ids in the order given.
+NEXT_ALERT_IDS = text("SELECT nextval(pg_get_serial_sequence('alert', 'id')) FROM generate_series(1, :count) "
+                      "ORDER BY 1")
+ALERT_INSERT = insert(Alert)
+ALERT_INSERT_RETURNING = insert(Alert).returning(Alert.id, sort_by_parameter_order=True)
+EVENT_INSERT = insert(AlertEvent)  # an event's id is never needed here
 
 
 @dataclass(frozen=True)
@@ -344,9 +349,7 @@ def record(session: Session, applied: list[Applied]) -> list[Change]:
     session.flush()
     new = [item.alert for item in applied if item.alert.id is None]
     if new:
-        inserted = session.connection().execute(ALERT_INSERT, [row_of(alert) for alert in new])
-        for alert, alert_id in zip(new, inserted.scalars(), strict=True):
-            alert.id = alert_id
+        insert_alerts(session.connection(), new)
     events = []
     for item in applied:
         if item.event is not None:
@@ -355,6 +358,20 @@ def record(session: Session, applied: list[Applied]) -> list[Change]:
     if events:
         session.connection().execute(EVENT_INSERT, events)
     return [replace(item.change, alert_id=item.alert.id) for item in applied if item.change is not None]
+
+
+def insert_alerts(connection: Connection, alerts: list[Alert]) -> None:
+    """Insert new alerts in the order given, giving each its id."""
+    rows = [row_of(alert) for alert in alerts]
+    if connection.dialect.name == "postgresql":
+        ids = connection.execute(NEXT_ALERT_IDS, {"count": len(rows)}).scalars().all()
+        for row, alert_id in zip(rows, ids, strict=True):
+            row["id"] = alert_id
+        connection.execute(ALERT_INSERT, rows)
+    else:
+        ids = connection.execute(ALERT_INSERT_RETURNING, rows).scalars().all()
+    for alert, alert_id in zip(alerts, ids, strict=True):
+        alert.id = alert_id
 
 
 def row_of(instance: Alert | AlertEvent) -> dict[str, object]:
