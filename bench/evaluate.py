@@ -474,7 +474,8 @@ def run_size(count: int, directory: Path, every_vendor: bool) -> dict[str, Any]:
 
 # -- diagnostics -------------------------------------------------------------------------------------------------
 # Timed when alerts.lifecycle has them; apply_event runs inside evaluate_kpi and the other evaluate_* phases.
-PHASES = ("load_series", "active_silences", "evaluate_kpi", "apply_event", "evaluate_freshness",
+# Reads: a batch's values (psycopg's own cursor, so not among the SQL statements timed) and alerts.
+PHASES = ("Reads", "active_silences", "evaluate_kpi", "apply_event", "record", "evaluate_freshness",
           "evaluate_pulse_overdue", "enqueue_message")
 NESTED = ("apply_event",)
 
@@ -594,7 +595,7 @@ def diagnose(count: int, directory: Path, every_vendor: bool) -> None:
             note = "  (inside the evaluate_* phases)" if name in NESTED else ""
             say(f"    {name:<28} {int(calls):>9,} {seconds:8.2f} {seconds / total:6.0%}{note}")
         outside = total - sum(seconds for name, (_, seconds) in split["phases"].items() if name not in NESTED)
-        say(f"    {'rest (checkout, alerts query, commit)':<38} {outside:8.2f} {outside / total:6.0%}")
+        say(f"    {'rest (locks, remits, settle, commit)':<38} {outside:8.2f} {outside / total:6.0%}")
         say("    SQL statements (count, total s, mean ms):")
         for label, (calls, seconds) in sorted(split["statements"].items(), key=lambda item: -item[1][1])[:8]:
             say(f"      {int(calls):>7,} {seconds:7.2f} s {1000 * seconds / calls:6.2f} ms  {label}")
