@@ -60,6 +60,7 @@ class Config:
     surveys: SurveysFile
     # Carried with the rest, so a region's leader and send time come from the same validated version of the file.
     regions: dict[str, Region] = field(default_factory=dict)
+    peer_minimum: int = 5  # practices.yaml `peer_minimum`: see config.schema.PracticesFile
 
     def practice(self, practice_id: str) -> Practice | None:
         return next((p for p in self.practices if p.id == practice_id), None)
@@ -119,6 +120,7 @@ def load_config(directory: Path | str) -> Config:
         digest_tag=channels_file.digest,
         surveys=surveys,
         regions=practices.regions,
+        peer_minimum=practices.peer_minimum,
     )
 
 

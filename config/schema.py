@@ -222,7 +222,8 @@ class Region(Strict):
     digest_to: list[str] = Field(min_length=1)
     digest: DigestSchedule = DigestSchedule()
     # A group whose practices' leaders see each other: their digests may name the region's other practices when
-    # comparing a shared vendor. Off by default: a practice's leaders see counts and figures, never who.
+    # comparing a shared vendor. Off by default: a practice's leaders see counts and figures, never who (and those
+    # only when `peer_minimum` practices they may not name report the KPI; with it on, the group's are nameable).
     share_names: bool = False
 
     @field_validator("timezone")
@@ -240,6 +241,11 @@ class PracticesFile(Strict):
     """Practice and vendor ids must be unique: config.check_unique_ids reports a repeat at its own line."""
 
     regions: dict[str, Region] = Field(default_factory=dict)
+    # A digest shows a vendor's figures across other practices (median, best, counts) only when at least this many
+    # practices the reader may not see by name report the KPI: with two or three, the "median" or "best" is one of
+    # them. One value for the whole file, not per region: it protects the practices compared, not the reader's
+    # group, so no region can lower it for the others. A region's `share_names` makes its own practices nameable.
+    peer_minimum: int = Field(default=5, ge=1)
     practices: list[Practice]
 
 

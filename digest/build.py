@@ -38,7 +38,7 @@ from digest.assess import (
 )
 from digest.model import AlertLine, Digest, KpiRow, PayerFigure, PayerRanking, SpcReading, TrendPoint, VendorCard
 from digest.peers import current, fields_for
-from digest.portfolio import Field, PeerLine, peer_line, within, worst_standing
+from digest.portfolio import Field, HiddenPeers, PeerLine, figures_shown, peer_line, within, worst_standing
 from digest.pulse_report import pulse_report
 from digest.remits import denial_reasons, with_remits_checks
 from digest.schedule import local_date, reporting_window
@@ -77,7 +77,7 @@ def build_digest(
     open_alerts = sort_alerts(opened + still_open)
     dollars = dollar_lines(practice, vendors)
     new_data = any(card.new_data for card in vendors)
-    peers, fields = peer_standing(session, config, practice, series)
+    peers, peers_hidden, fields = peer_standing(session, config, practice, series)
     payers = payer_rankings(session, config, practice, as_of)
     return Digest(
         practice_id=practice.id,
@@ -103,6 +103,7 @@ def build_digest(
         new_data=new_data,
         denial_reasons=denial_reasons(session, config, practice, as_of),  # issue 16
         peers=peers,
+        peers_hidden=peers_hidden,
         fields=fields,
         payers=payers,
     )
@@ -147,16 +148,20 @@ def payer_ranking(config: Config, practice: Practice, vendor_id: str, kpi_key: s
 
 
 def peer_standing(session: Session, config: Config, practice: Practice, series: Series
-                  ) -> tuple[tuple[PeerLine, ...], tuple[Field, ...]]:
+                  ) -> tuple[tuple[PeerLine, ...], tuple[HiddenPeers, ...], tuple[Field, ...]]:
     """For each vendor this practice shares with others: the KPI (practice-wide, latest period) on which it stands
-    furthest behind the other practices, when that matters (digest.portfolio.matters), and every figure compared."""
+    furthest behind the other practices, when that matters (digest.portfolio.matters); the KPIs whose figures it
+    may not see (digest.portfolio.figures_shown), and every figure compared (the roll-up's)."""
     cache = current(session, config)
+    named = nameable(config, practice)
     lines: list[PeerLine] = []
+    hidden: list[HiddenPeers] = []
     fields: list[Field] = []
     for vendor in practice.vendors:
         if len(cache.served.get(vendor.id, ())) < 2:
             continue
         own = []
+        withheld = []
         for (vendor_id, kpi, segment), points in series.items():
             if vendor_id != vendor.id or segment != "all":
                 continue
@@ -165,19 +170,33 @@ def peer_standing(session: Session, config: Config, practice: Practice, series: 
             if found is None:
                 continue
             fields.append(found)
-            if (line := peer_line(found, practice.id, vendor.name)) is not None:
+            if not figures_shown(found, named, config.peer_minimum):
+                withheld.append(found.kpi_label)
+            elif (line := peer_line(found, practice.id, vendor.name)) is not None:
                 own.append(line)
         if (worst := worst_standing(own)) is not None:
             lines.append(named_best(config, practice, worst, fields))
-    return tuple(lines), tuple(fields)
+        if withheld:
+            hidden.append(HiddenPeers(vendor.id, vendor.name, tuple(sorted(withheld)), config.peer_minimum,
+                                      len(named) > 1, every_kpi=len(withheld) > 1 and not own))
+    return tuple(lines), tuple(hidden), tuple(fields)
+
+
+def nameable(config: Config, practice: Practice) -> frozenset[str]:
+    """The practices whose figures this practice's leaders may see by name: their own, and their region's when it
+    sets `share_names: true`."""
+    region = config.regions.get(practice.region or "")
+    if region is None or not region.share_names:
+        return frozenset({practice.id})
+    return frozenset(p.id for p in config.practices if p.region == practice.region) | {practice.id}
 
 
 def named_best(config: Config, practice: Practice, line: PeerLine, fields: list[Field]) -> PeerLine:
     """With `share_names: true` on the practice's region, name the region's best practice (another one)."""
-    region = config.regions.get(practice.region or "")
-    if region is None or not region.share_names:
+    names = {p.id: p.name for p in config.practices}
+    group = {pid: names[pid] for pid in nameable(config, practice) if pid != practice.id}
+    if not group:
         return line
-    group = {p.id: p.name for p in config.practices if p.region == practice.region and p.id != practice.id}
     found = next(f for f in fields if f.kpi == line.kpi and f.vendor_id == line.vendor_id)
     mine = within(found, group)
     if not mine.practices or not worse_than(line.value, mine.best, line.better):

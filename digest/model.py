@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from alerts.record import Record
-from digest.portfolio import Field, PeerLine, ServiceComparison, SharedVendor
+from digest.portfolio import Field, HiddenPeers, PeerLine, ServiceComparison, SharedVendor
 from digest.pulse_report import PulseReport, PulseScore
 from feeds.freshness import FeedDue
 
@@ -286,6 +286,8 @@ class Digest:
     denial_reasons: DenialReasons | None = None  # issue 16: from the payers' 835s
     # Where this practice stands among the practices its vendors serve: one line per vendor, where it matters.
     peers: tuple[PeerLine, ...] = ()
+    # Per vendor, the KPIs compared with too few practices this one may not name to show any figure (why, not what).
+    peers_hidden: tuple[HiddenPeers, ...] = ()
     # The figures compared (shared with every digest of the run), so a roll-up is built from digests alone.
     fields: tuple[Field, ...] = ()
     payers: tuple[PayerRanking, ...] = ()  # the worst payers for A/R and denials, where feeds carry payer segments

@@ -159,6 +159,27 @@ def peer_line(field: Field, practice_id: str, vendor: str) -> PeerLine | None:
                     field.better_than(value), field.worse_than(value), field.median, field.best)
 
 
+def figures_shown(field: Field, named: Collection[str], minimum: int) -> bool:
+    """The one rule for figures across practices (median, best, worst, counts, ranks): shown to a reader only when
+    every practice behind them is one the reader may see by name (`named`: its own practice, its group's when the
+    group shares names, a region's leader's region, the operator's all), or when at least `minimum` are not.
+    With fewer, a median or a best is one of those practices' own figure, or nearly so."""
+    unnamed = sum(1 for practice_id in field.values if practice_id not in named)
+    return unnamed == 0 or unnamed >= minimum
+
+
+@dataclass(frozen=True)
+class HiddenPeers:
+    """A vendor's KPIs whose figures across other practices this practice's leaders may not see, and why."""
+
+    vendor_id: str
+    vendor: str
+    kpi_labels: tuple[str, ...]
+    minimum: int
+    outside_group: bool  # the practice's group shares names: the practices counted are those outside it
+    every_kpi: bool = False  # no KPI of this vendor is compared: the sentence says so rather than list them all
+
+
 def matters(line: PeerLine) -> bool:
     """Worth a line in the digest: the vendor does worse here than at more than half of the other practices."""
     return line.better_elsewhere * 2 > line.practices - 1

@@ -36,6 +36,8 @@ class MonthRow(Protocol):
     days: dict[str, Any]
     denial_categories: dict[str, Any]
     denial_carcs: dict[str, Any]
+    reversed_later: int
+    unmatched_reversals: int
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,10 @@ class Figures:
     days_to_payment_p90: int | None
     denial_categories: dict[str, int] = field(default_factory=dict)
     denial_carcs: dict[str, int] = field(default_factory=dict)
+    # Claims of this month a later file's reversal took back (already out of the counts above), and reversals
+    # paid this month whose original claim is stored nowhere: not figures of kpis.yaml, the operator's to read.
+    reversed_later: int = 0
+    unmatched_reversals: int = 0
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {}
@@ -119,10 +125,12 @@ def figures_of(rows: Iterable[MonthRow], payer: str, month: dt.date) -> Figures:
         patient_responsibility=Decimal(total("patient_responsibility")),
         contractual_adjustments=Decimal(total("contractual")),
         days_to_payment_median=median(days), days_to_payment_p90=nearest_rank(days, 90),
-        denial_categories=dict(categories.most_common()), denial_carcs=dict(carcs.most_common()))
+        denial_categories=dict(categories.most_common()), denial_carcs=dict(carcs.most_common()),
+        reversed_later=total("reversed_later"), unmatched_reversals=total("unmatched_reversals"))
 
 
-INTEGERS = frozenset({"claims", "denied", "first_pass_claims", "first_pass_denied"})
+INTEGERS = frozenset({"claims", "denied", "first_pass_claims", "first_pass_denied", "reversed_later",
+                      "unmatched_reversals"})
 
 
 def by_payer_and_month(rows: Iterable[MonthRow], payer_names: Mapping[str, str]) -> list[Figures]:

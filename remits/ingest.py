@@ -14,7 +14,7 @@ from pathlib import Path
 
 from remits.envelope import HEAD_BYTES, check_envelope, strip_lead
 from remits.keys import remit_key
-from remits.read import FileFigures, RemitRejected, SegmentProblem, read_835, settle
+from remits.read import FileFigures, RemitRejected, SegmentProblem, read_835, settle, sights
 from remits.store import (
     DuplicateRemit,
     add_months,
@@ -22,6 +22,7 @@ from remits.store import (
     claim_remit_file,
     lock_practice,
     seen_and_record,
+    take_back,
 )
 from storage.db import session_scope
 from storage.observations import Problem
@@ -70,12 +71,27 @@ def store(path: Path, fp: Fingerprint, figures: FileFigures, practice_id: str, s
             lock_practice(session, practice_id)
             claim_remit_file(session, sha256=fp.sha256, practice_id=practice_id, filename=path.name, source=source,
                              claims=claims)
-            seen = seen_and_record(session.connection(), practice_id, figures.digests)
-            add_months(session, practice_id, settle(figures, seen).values())
+            unmatched = take_back(session, practice_id, figures)  # before this file's own claims are recorded
+            seen = seen_and_record(session.connection(), practice_id, sights(figures))
+            buckets = settle(figures, seen)
+            for index, count in unmatched.items():
+                buckets[figures.claims.buckets[index]].unmatched_reversals += count
+            add_months(session, practice_id, buckets.values())
     except DuplicateRemit:
         return IngestResult(str(path), "duplicate", kind="remits", practices=[practice_id])
     log.info("stored an 835 for %s: %d claims in %d payer-months", practice_id, claims, len(figures.buckets))
-    return IngestResult(str(path), "accepted", kind="remits", rows=claims, practices=[practice_id])
+    return IngestResult(str(path), "accepted", kind="remits", rows=claims, practices=[practice_id],
+                        notes=reversal_notes(len(figures.reversals), sum(unmatched.values())))
+
+
+def reversal_notes(reversals: int, unmatched: int) -> list[str]:
+    """What the operator should know of reversals of claims paid in earlier files (counts only)."""
+    notes = []
+    if reversals - unmatched:
+        notes.append(f"{reversals - unmatched} claim(s) paid in an earlier file reversed: taken out of their month")
+    if unmatched:
+        notes.append(f"{unmatched} reversal(s) of a claim no stored file counts: recorded as unmatched")
+    return notes
 
 
 def as_problems(problems: list[SegmentProblem]) -> list[Problem]:

@@ -70,6 +70,7 @@ class Bucket:
     days: Counter[int] = field(default_factory=Counter)
     denial_categories: Counter[str] = field(default_factory=Counter)
     denial_carcs: Counter[str] = field(default_factory=Counter)
+    unmatched_reversals: int = 0  # reversals whose original claim is stored nowhere (remits.store.take_back)
 
 
 class Claims:
@@ -105,6 +106,9 @@ class FileFigures:
     claims: Claims = field(default_factory=Claims)
     digests: dict[bytes, int] = field(default_factory=dict)  # every claim id of the file, hashed -> first slot
     repeats: dict[bytes, int] = field(default_factory=dict)  # a claim id counted again in this file -> last slot
+    # Reversals with no original counted earlier in this file: (claim digest, bucket index, CLP03 in cents). Their
+    # originals are looked for among the claims stored from earlier files (remits.store.take_back).
+    reversals: list[tuple[bytes, int, int]] = field(default_factory=list)
 
     @property
     def claim_count(self) -> int:
@@ -243,9 +247,10 @@ def epoch_days(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def add_claims(figures: FileFigures, bucket: Bucket, claims: pa.Table, reasons: dict[int, list[tuple[Decimal, str]]],
                served_on: dict[int, dt.date], key: bytes, paid_on: dt.date) -> None:
-    """A reversal (CLP02 = 22) is not counted and takes its original (earlier in this file) out of the counts; an
-    exact duplicate (CARC 18) is not counted. Dollars were summed for every claim all the same: that money moved.
-    Each claim id is kept only as HMAC(key, payer id | CLP01), which tells a resubmission from a first pass."""
+    """A reversal (CLP02 = 22) is not counted and takes its original (earlier in this file, else as stored from an
+    earlier file: FileFigures.reversals) out of the counts; an exact duplicate (CARC 18) is not counted. Dollars
+    were summed for every claim all the same: that money moved. Each claim id is kept only as
+    HMAC(key, payer id | CLP01), which tells a resubmission from a first pass."""
     bucket_slot = list(figures.buckets).index((bucket.payer_id, bucket.month))
     if len(figures.claims.buckets) <= bucket_slot:
         figures.claims.buckets.append((bucket.payer_id, bucket.month))
@@ -263,6 +268,8 @@ def add_claims(figures: FileFigures, bucket: Bucket, claims: pa.Table, reasons: 
             reversed_slot = figures.repeats.pop(digest, earlier)
             if reversed_slot is not None and reversed_slot >= 0:
                 figures.claims.flags[reversed_slot] |= EXCLUDED_FLAG
+            else:  # paid in an earlier file, if anywhere
+                figures.reversals.append((digest, bucket_slot, charge or 0))
             figures.digests.setdefault(digest, -1)
             continue
         adjustments = reasons.get(row, ())
@@ -278,6 +285,37 @@ def add_claims(figures: FileFigures, bucket: Bucket, claims: pa.Table, reasons: 
             figures.digests[digest] = slot  # the first counted sight: the one a stored digest makes a resubmission
         else:
             figures.repeats[digest] = slot  # a later sight in this file: the one a reversal takes back
+
+
+@dataclass(frozen=True)
+class Sight:
+    """What a claim of this file added to its month, as remit_claim keeps it (no id, amount or date)."""
+
+    digest: bytes
+    month: dt.date | None  # None: not counted (reversed, an exact duplicate, a reversal only)
+    days: int | None
+    denied: bool
+    carc: str | None
+    first_pass: bool  # within this file; a claim stored before is no first pass (remits.store.record_sights)
+
+
+def sights(figures: FileFigures) -> Iterator[Sight]:
+    """Each claim id of the file once, with its latest counted sight (the one a later reversal takes back)."""
+    claims = figures.claims
+
+    def counted(slot: int | None) -> bool:
+        return slot is not None and slot >= 0 and not claims.flags[slot] & EXCLUDED_FLAG
+
+    for digest, first in figures.digests.items():
+        later = figures.repeats.get(digest)
+        slot = later if counted(later) else first if counted(first) else None
+        if slot is None:
+            yield Sight(digest, None, None, False, None, False)
+            continue
+        flags = claims.flags[slot]
+        days = claims.days[slot]
+        yield Sight(digest, claims.buckets[claims.bucket[slot]][1], days if days >= 0 else None,
+                    bool(flags & DENIED_FLAG), claims.carcs.get(slot), not flags & EARLIER_FLAG)
 
 
 def settle(figures: FileFigures, seen_before: set[bytes]) -> dict[tuple[str, dt.date], Bucket]:

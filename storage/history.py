@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import (
@@ -21,6 +21,7 @@ from storage.models import (
     FeedRejection,
     Notification,
     ObservationRevision,
+    ObservationValue,
     RemitFile,
     Rerun,
     Series,
@@ -47,7 +48,8 @@ def feeds(session: Session, filters: Filters) -> list[dict[str, Any]]:
     """Files accepted and rejected, merged by time; a rejection carries every problem (row, column, message)."""
     accepted = select(FeedFile).order_by(FeedFile.received_at.desc(), FeedFile.id.desc()).limit(filters.limit)
     rejected = select(FeedRejection).order_by(FeedRejection.received_at.desc(), FeedRejection.id.desc())
-    accepted = narrow(accepted, filters, FeedFile.practice_id, FeedFile.vendor_id, FeedFile.received_at)
+    accepted = narrow(accepted, replace(filters, practice=None, vendor=None), None, None, FeedFile.received_at)
+    accepted = accepted.where(*stored_for(filters))
     rejected = narrow(rejected.limit(filters.limit), filters, FeedRejection.practice_id, FeedRejection.vendor_id,
                       FeedRejection.received_at)
     rows: list[dict[str, Any]] = [{"at": f.received_at, "status": "accepted", "file": f.filename, "source": f.source,
@@ -58,6 +60,24 @@ def feeds(session: Session, filters: Filters) -> list[dict[str, Any]]:
               "problems": list(r.errors)} for r in session.scalars(rejected)]
     rows += remit_files(session, filters)
     return newest_first(rows, filters.limit)
+
+
+def stored_for(filters: Filters) -> list[ColumnElement[bool]]:
+    """Accepted files as --practice and --vendor name them: by their delivery (inbox folder, --practice/--vendor),
+    or, for a file that names them in its rows (an inbox root, `ingest FILE`), by the values it stored for them:
+    those it still holds, and those a later file corrected (observation_revision keeps the old file)."""
+    if filters.practice is None and filters.vendor is None:
+        return []
+    series = select(Series.id)
+    if filters.practice is not None:
+        series = series.where(Series.practice_id == filters.practice)
+    if filters.vendor is not None:
+        series = series.where(Series.vendor_id == filters.vendor)
+    holds = select(ObservationValue.feed_file_id).where(ObservationValue.series_id.in_(series))
+    corrected = select(ObservationRevision.old_feed_file_id).where(ObservationRevision.series_id.in_(series))
+    delivered = [column == wanted for column, wanted in ((FeedFile.practice_id, filters.practice),
+                                                         (FeedFile.vendor_id, filters.vendor)) if wanted is not None]
+    return [or_(and_(*delivered), FeedFile.id.in_(holds.union(corrected)))]
 
 
 def remit_files(session: Session, filters: Filters) -> list[dict[str, Any]]:
@@ -161,6 +181,7 @@ def digests(session: Session, filters: Filters) -> list[dict[str, Any]]:
 
 
 def narrow(query: Query, filters: Filters, practice: Any, vendor: Any, at: Any) -> Query:
+    """A column given as None is one the caller narrows by itself: its filter must be None here."""
     if filters.practice is not None:
         query = query.where(practice == filters.practice)
     if filters.vendor is not None:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -420,6 +422,13 @@ class RemitClaim(Base):
     __tablename__ = "remit_claim"
     practice_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    # Where its latest counted sight was counted, so a reversal in a later file can take it back (migration 0014).
+    # month None: not counted now (reversed, an exact duplicate, only a reversal seen, or stored before 0014).
+    month: Mapped[dt.date | None] = mapped_column(Date)
+    days: Mapped[int | None] = mapped_column(Integer)  # service to payment, as in remit_month.days
+    denied: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    carc: Mapped[str | None] = mapped_column(String(8))  # a denial's main reason, as in remit_month.denial_carcs
+    first_pass: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class RemitMonth(Base):
@@ -445,5 +454,9 @@ class RemitMonth(Base):
     denial_categories: Mapped[dict[str, Any]] = mapped_column()
     denial_carcs: Mapped[dict[str, Any]] = mapped_column()
     files: Mapped[int] = mapped_column(Integer)
+    # Claims counted here that a reversal in a later file took back (already out of the figures above), and
+    # reversals of this month's files whose original claim is stored nowhere (nothing to take back).
+    reversed_later: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    unmatched_reversals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 # --- end remits ---------------------------------------------------------------------------------------------------

@@ -171,8 +171,8 @@ def test_probes_and_metrics(console: Flask) -> None:
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     metrics = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-123456"})
-    assert metrics.status_code == 200 and 'vendorwatch_files_total{outcome="rejected"} 1.0' in metrics.get_data(
-        as_text=True)
+    assert metrics.status_code == 200
+    assert 'vendorwatch_files_total{kind="feed",outcome="rejected"} 1.0' in metrics.get_data(as_text=True)
 
 
 def test_readyz_says_not_ready_when_the_database_is_away(console: Flask, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,6 +55,40 @@ def test_feeds_show_accepted_and_rejected_files_with_row_column_and_reason(recor
     assert "row 2, column value ('lots'): not a number" in run("history", "feeds").stdout
 
 
+def test_vendor_and_practice_find_files_that_name_them_in_their_rows(recorded: Path) -> None:
+    """oct.csv and its correction name practice and vendor in their rows (no inbox folder, no --vendor): they are
+    found by what they stored for claimright at maple-clinic, oct.csv by the value its correction replaced."""
+    both = [("oct-corrected.csv", "accepted"), ("oct.csv", "accepted")]
+    for filters in (("--vendor", "claimright"), ("--practice", "maple-clinic"),
+                    ("--vendor", "claimright", "--practice", "maple-clinic")):
+        assert [(row["file"], row["status"]) for row in history("feeds", *filters)] == both, filters
+    assert history("feeds", "--vendor", "brightcall") == []
+    assert history("feeds", "--vendor", "claimright", "--practice", "elsewhere") == []
+    # A rejected file stored nothing: it is found by what its delivery named, here nothing.
+    assert "oct-broken.csv" not in [row["file"] for row in history("feeds", "--vendor", "claimright")]
+
+
+def test_a_file_in_a_practice_inbox_root_is_found_by_the_vendor_its_rows_name(
+        vw_env: dict[str, str], tmp_path: Path) -> None:
+    from config import load_config
+    from config.settings import get_settings
+    from intake.inbox import process_inbox_file
+    from tests.conftest import TEST_CONFIG
+
+    settings = get_settings()
+    root = settings.inbox / "maple-clinic"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "october.csv"
+    path.write_text(FEED.format(value=9.7), encoding="utf-8")
+
+    result = process_inbox_file(path, load_config(TEST_CONFIG), settings, settled=True)
+    assert result is not None and result.status == "accepted", result
+
+    (row,) = history("feeds", "--vendor", "claimright")
+    assert (row["file"], row["practice"], row["vendor"]) == ("october.csv", "maple-clinic", None)
+    assert history("feeds", "--vendor", "claimright", "--practice", "maple-clinic") == [row]
+
+
 def test_revisions_give_old_and_new_value_and_both_files(recorded: Path) -> None:
     (revision,) = history("revisions", "--kpi", "denial_rate", "--practice", "maple-clinic")
     assert (revision["old_value"], revision["new_value"]) == (9.7, 10.4)

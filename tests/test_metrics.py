@@ -56,8 +56,9 @@ def test_state_metrics_are_what_the_database_holds(vw_env: dict[str, str], tmp_p
     found = samples(exposition(get_settings(), lambda: load_config(TEST_CONFIG)).decode())
 
     assert value(found, "vendorwatch_database_up") == 1
-    assert value(found, "vendorwatch_files_total", outcome="accepted") == 1
-    assert value(found, "vendorwatch_files_total", outcome="rejected") == 1
+    assert value(found, "vendorwatch_files_total", kind="feed", outcome="accepted") == 1
+    assert value(found, "vendorwatch_files_total", kind="feed", outcome="rejected") == 1
+    assert value(found, "vendorwatch_files_total", kind="remits", outcome="accepted") == 0
     assert value(found, "vendorwatch_rows_stored_total") == 2
     assert value(found, "vendorwatch_alerts", state="firing", severity="warning") == 1
     assert value(found, "vendorwatch_notifications_pending") == 1
@@ -70,13 +71,45 @@ def test_state_metrics_are_what_the_database_holds(vw_env: dict[str, str], tmp_p
     assert not any(name.startswith("vendorwatch_beat") for name, _ in found)
 
 
+def test_835s_and_pulse_exports_are_counted_as_their_own_kind(vw_env: dict[str, str], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    from decimal import Decimal
+
+    from remits.keys import KEY_VARIABLE
+    from remits.synthetic import render_835
+    from tests.test_remits import KEY, first_file
+
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    good, bad, unbalanced, feed = (tmp_path / name for name in ("era.835", "era-2.835", "era-3.835", "oct.csv"))
+    good.write_bytes(render_835(first_file()))
+    northwind, bluebird = first_file()
+    bad.write_bytes(render_835([dataclasses.replace(northwind, total=Decimal("1.00")), bluebird]))  # BPR02 is off
+    unbalanced.write_bytes(render_835([dataclasses.replace(bluebird, total=Decimal("2.00"))]))
+    feed.write_text(f"practice,vendor,kpi,period,value\nmaple-clinic,claimright,denial_rate,{recent_months(1)[0]},9.7\n",
+                    encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["ingest", "--practice", "maple-clinic", str(good)]).exit_code == 0
+    for path in (bad, unbalanced):
+        assert runner.invoke(cli, ["ingest", "--practice", "maple-clinic", str(path)]).exit_code == 3
+    assert runner.invoke(cli, ["ingest", str(feed)]).exit_code == 0
+    found = samples(exposition(get_settings(), lambda: load_config(TEST_CONFIG)).decode())
+
+    assert {outcome: value(found, "vendorwatch_files_total", kind="remits", outcome=outcome)
+            for outcome in ("accepted", "rejected")} == {"accepted": 1, "rejected": 2}
+    # A rejected 835 is no rejected feed file; no pulse export came, and its series is there at 0.
+    assert value(found, "vendorwatch_files_total", kind="feed", outcome="accepted") == 1
+    assert value(found, "vendorwatch_files_total", kind="feed", outcome="rejected") == 0
+    assert value(found, "vendorwatch_files_total", kind="pulse", outcome="accepted") == 0
+
+
 def test_a_database_that_does_not_answer_is_reported_not_raised(vw_env: dict[str, str],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VENDORWATCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/none")
     get_settings.cache_clear()
     found = samples(exposition(get_settings(), lambda: load_config(TEST_CONFIG)).decode())
     assert value(found, "vendorwatch_database_up") == 0
-    assert value(found, "vendorwatch_files_total", outcome="accepted") is None
+    assert value(found, "vendorwatch_files_total", kind="feed", outcome="accepted") is None
 
 
 def wait_for(read: Callable[[], Samples], ready: Callable[[Samples], bool], timeout: float = 60) -> Samples:

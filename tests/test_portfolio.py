@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from config import Config
+from config import Config, load_config
 from digest.build import build_digest
 from digest.model import Digest
 from digest.portfolio import (
@@ -129,6 +129,7 @@ OTHERS = {"pine-family": 5.0, "aspen-health": 4.0}
 
 def group_practices(share_names: bool = False, pine_name: str = "Pine Family Practice"
                     ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Maple and Pine in region mountain, Aspen in front-range, all three on ClaimRight."""
     practices = copy.deepcopy(PRACTICES)
     practices[1]["name"] = pine_name
     practices[1]["vendors"][0]["go_live"] = GO_LIVE  # type: ignore[index]
@@ -153,11 +154,23 @@ def feed(path: Path, practice: str, denial: float) -> Path:
     return path
 
 
-def seed_group(tmp: Path, share_names: bool = False, pine_name: str = "Pine Family Practice") -> Config:
+def configure(directory: Path, share_names: bool = False, pine_name: str = "Pine Family Practice",
+              peer_minimum: int | None = None) -> Config:
+    practices, regions = group_practices(share_names, pine_name)
+    config = write_config(directory, practices, regions)
+    if peer_minimum is None:
+        return config
+    path = directory / "practices.yaml"
+    path.write_text(f"peer_minimum: {peer_minimum}\n" + path.read_text())
+    return load_config(directory)
+
+
+def seed_group(tmp: Path, share_names: bool = False, pine_name: str = "Pine Family Practice",
+               peer_minimum: int | None = None) -> Config:
+    """`peer_minimum` None: the default (5), so no practice's digest shows figures across these three."""
     from tests.test_digest_seed import billing_feed, months
 
-    practices, regions = group_practices(share_names, pine_name)
-    config = write_config(tmp / "config", practices, regions)
+    config = configure(tmp / "config", share_names, pine_name, peer_minimum)
     history = months("2024-07", "2026-09")
     ingest_at(dt.datetime(2026, 10, 12, 15, tzinfo=dt.UTC), billing_feed(tmp / "history.csv", history), config)
     evaluate_at(dt.datetime(2026, 10, 15, 12, tzinfo=dt.UTC), config)  # as the seed world: Maple's charge lag
@@ -183,7 +196,7 @@ def words(text: str) -> str:
 
 def test_a_practice_digest_says_where_it_stands_without_naming_the_others(tmp_path: Path,
                                                                           vw_env: dict[str, str]) -> None:
-    config = seed_group(tmp_path)
+    config = seed_group(tmp_path, peer_minimum=2)  # Pine and Aspen: two practices Maple may not name
     digest = digest_for(config, "maple-clinic")
 
     [line] = digest.peers
@@ -203,7 +216,7 @@ def test_a_practice_digest_says_where_it_stands_without_naming_the_others(tmp_pa
 
 def test_with_share_names_the_group_best_is_named_but_never_a_practice_of_another_group(
         tmp_path: Path, vw_env: dict[str, str]) -> None:
-    config = seed_group(tmp_path, share_names=True)
+    config = seed_group(tmp_path, share_names=True, peer_minimum=1)
     [line] = digest_for(config, "maple-clinic").peers
 
     # Aspen (4.0) is in another region: the best named is Pine, Maple's own group, at 5.0.
@@ -255,7 +268,7 @@ def test_vendors_compare_prints_every_practice_rank_and_json(tmp_path: Path, vw_
 def test_hostile_practice_names_in_the_comparison_are_escaped(hostile: str, tmp_path: Path,
                                                               vw_env: dict[str, str]) -> None:
     pine = f"Pine {hostile}"
-    config = seed_group(tmp_path, share_names=True, pine_name=pine)
+    config = seed_group(tmp_path, share_names=True, pine_name=pine, peer_minimum=1)
     digest = render_digest(digest_for(config, "maple-clinic"))
     with session_scope() as session:
         region = render_region(build_region_digest(session, config, "mountain", WEEK, AFTER_SEND))
@@ -283,3 +296,119 @@ def test_the_roll_up_sets_vendors_of_one_service_side_by_side_in_words() -> None
     assert ("BILLING VENDORS IN THIS REGION - Initial denial rate: Summit <b>RCM</b> 5.2% (median of 2); Acme RCM "
             "6.0% (median of 3)") in words(rendered.text)
     assert "Summit &lt;b&gt;RCM&lt;/b&gt; 5.2% (median of 2)" in rendered.html
+
+
+# -- too few practices to show a figure (the minimum) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("values", "named", "minimum", "shown"), [
+    ({"me": 9.0, "a": 4.0}, {"me"}, 5, False),  # the "median" is the mean of mine and a's: a's figure
+    ({"me": 9.0, "a": 4.0, "b": 5.0}, {"me"}, 5, False),  # the "best" is a's exact figure
+    ({"me": 9.0, "a": 4.0, "b": 5.0}, {"me"}, 2, True),  # two the reader may not name: enough at minimum 2
+    ({"me": 9.0, "a": 4.0, "b": 5.0}, {"me", "a"}, 2, False),  # a named by the group: b alone is left
+    ({"me": 9.0, "a": 4.0, "b": 5.0}, {"me", "a", "b"}, 5, True),  # every practice named (a region's leader)
+    ({"me": 9.0, **{f"p{i}": float(i) for i in range(5)}}, {"me"}, 5, True),  # five others
+    ({"me": 9.0, **{f"p{i}": float(i) for i in range(4)}}, {"me"}, 5, False),  # four
+    ({"me": 9.0}, {"me"}, 5, True),  # nobody else: nothing to hide (and no line: peer_line is None)
+])
+def test_figures_across_practices_need_the_minimum_of_practices_the_reader_may_not_name(
+        values: dict[str, float], named: set[str], minimum: int, shown: bool) -> None:
+    from digest.portfolio import figures_shown
+
+    assert figures_shown(field_of("acme", "denial_rate", "2026-10", "lower", values), named, minimum) is shown
+
+
+def peer_section(text: str) -> str:
+    return words(text.split("COMPARED WITH OTHER PRACTICES", 1)[1].split("ALERTS SINCE", 1)[0])
+
+
+def test_with_fewer_than_five_other_practices_a_digest_shows_no_peer_figure_and_says_why(
+        tmp_path: Path, vw_env: dict[str, str]) -> None:
+    config = seed_group(tmp_path)  # the default minimum (5); Maple's vendor serves 2 others
+    for practice in ("maple-clinic", "pine-family"):
+        digest = digest_for(config, practice)
+        assert digest.peers == ()
+        [hidden] = digest.peers_hidden
+        assert (hidden.vendor, hidden.minimum, hidden.outside_group, hidden.every_kpi) == (
+            "ClaimRight Billing", 5, False, True)
+        assert "Initial denial rate" in hidden.kpi_labels
+        rendered = render_digest(digest)
+        section = peer_section(rendered.text)
+        assert section == ("- ClaimRight Billing's figures are not compared with other practices: fewer than 5 "
+                           "other practices report its KPIs.")
+        # Neither Aspen's 4.0 nor Pine's 5.0 (nor any median) anywhere in the line, in text or HTML.
+        assert "median" not in section and "%" not in section
+        assert section[2:] in words(read_html(rendered.html)[0])
+    # The figures stay in the digest for the regional roll-up, whose leader sees its practices by name.
+    assert digest_for(config, "maple-clinic").fields
+
+
+@pytest.mark.parametrize(("labels", "every", "outside", "sentence"), [
+    (("Initial denial rate",), False, False, "Acme RCM's initial denial rate is not compared with other practices: "
+                                             "fewer than 5 other practices report this KPI."),
+    (("Days in A/R", "Initial denial rate", "Charge lag"), False, True,
+     "Acme RCM's days in A/R, initial denial rate and charge lag are not compared with other practices: fewer than "
+     "5 practices outside your group report these KPIs."),
+    (("Days in A/R", "Initial denial rate"), True, False,
+     "Acme RCM's figures are not compared with other practices: fewer than 5 other practices report its KPIs."),
+])
+def test_a_hidden_comparison_says_which_kpis_and_why(labels: tuple[str, ...], every: bool, outside: bool,
+                                                     sentence: str) -> None:
+    from alerts.formats import HTML, TEXT
+    from digest.portfolio import HiddenPeers
+    from digest.render import environment
+
+    hidden = HiddenPeers("acme", "Acme RCM", labels, 5, outside, every)
+    for output in (TEXT, HTML):  # nothing here to escape for either
+        say: Any = environment(output).get_template("_sentences.txt").module
+        peers_hidden = say.peers_hidden
+        assert str(peers_hidden(hidden)) == sentence, output
+
+
+def test_a_group_that_shares_names_counts_only_the_practices_outside_it(tmp_path: Path,
+                                                                        vw_env: dict[str, str]) -> None:
+    # Maple 10.4, Pine 5.0 (same region), Aspen 4.0 (another). At a minimum of 2, Maple's leaders may see
+    # figures over Pine and Aspen, two practices they may not name...
+    shared = seed_group(tmp_path, share_names=True, peer_minimum=2)
+    alone = configure(tmp_path / "alone", share_names=False, peer_minimum=2)
+    assert [line.best for line in digest_for(alone, "maple-clinic").peers] == [4.0]
+    # ...but when their group shares names they know Pine's 5.0, and "best 4.0%" would be Aspen's own figure.
+    digest = digest_for(shared, "maple-clinic")
+    assert digest.peers == ()
+    [hidden] = digest.peers_hidden
+    assert hidden.outside_group
+    section = peer_section(render_digest(digest).text)
+    assert "fewer than 2 practices outside your group report its KPIs." in section
+    assert "4.0" not in section and "Aspen" not in section
+
+
+def test_the_roll_up_and_vendors_compare_name_their_practices_whatever_the_minimum(
+        tmp_path: Path, vw_env: dict[str, str]) -> None:
+    from worker.cli import cli
+
+    config = seed_group(tmp_path)  # minimum 5, two practices in the region
+    with session_scope() as session:
+        region = build_region_digest(session, config, "mountain", WEEK, AFTER_SEND)
+    [block] = region.vendors
+    assert {s.practice_name for c in block.comparisons for s in c.standings} == {"Pine Family Practice",
+                                                                                 "Maple Street Clinic"}
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "config"), "--json", "vendors", "compare",
+                                      "--vendor", "claimright", "--kpi", "denial_rate", "--month", "2026-10"])
+    assert result.exit_code == 0, result.output
+    [comparison] = json.loads(result.stdout)
+    assert (comparison["best"], comparison["practices"]) == (4.0, 3)  # the operator's view
+
+
+def test_the_minimum_is_configured_once_for_the_file(tmp_path: Path, vw_env: dict[str, str]) -> None:
+    from config import ConfigError
+
+    practices, regions = group_practices()
+    config = write_config(tmp_path, practices, regions)
+    assert config.peer_minimum == 5
+    path = tmp_path / "practices.yaml"
+    text = path.read_text()
+    path.write_text("peer_minimum: 3\n" + text)
+    assert load_config(tmp_path).peer_minimum == 3
+    path.write_text("peer_minimum: 0\n" + text)
+    with pytest.raises(ConfigError, match="peer_minimum"):
+        load_config(tmp_path)

@@ -255,3 +255,87 @@ def test_nothing_paid_is_a_denial_with_a_co_oa_or_pi_adjustment_not_with_the_pat
     assert (july.claims_adjudicated, july.claims_denied, july.first_pass_denial_rate) == (4, 2, 50.0)
     assert july.denial_categories == {"eligibility and coverage": 1, "missing information": 1}
     assert (july.patient_responsibility, july.contractual_adjustments) == (D("50.00"), D("90.00"))  # CO 50 + 40
+
+
+# -- a reversal in a later file (CLP02 = 22 of a claim paid in an earlier 835) ---------------------------------------
+
+
+def claim_of(remittance: Remittance, claim_id: str) -> Claim:
+    return next(c for c in remittance.claims if c.claim_id == claim_id and c.status != "22")
+
+
+def test_a_reversal_in_a_later_file_takes_its_claim_out_of_the_month_it_was_counted_in(
+    tmp_path: Path, database_url: str, config: Config
+) -> None:
+    from remits.synthetic import reversal_of
+
+    northwind = first_file()[0]
+    ingest_path(write(tmp_path / "march.835", first_file()), config, practice=PRACTICE, database_url=database_url)
+    april = Remittance("Northwind Health", "NWH01", dt.date(2026, 4, 15), claims=[
+        reversal_of(claim_of(northwind, "C1")),  # paid in March: 100 billed, 9 days, a first pass
+        reversal_of(claim_of(northwind, "C2")),  # denied in March (CARC 197): 200 billed, 10 days, a first pass
+        Claim("C10", "1", D(90), D(90), service_date=dt.date(2026, 4, 1)),  # new: 14 days
+        Claim("C99", "22", D(-25), D(-25)),  # a reversal of a claim no file brought: nothing to take back
+    ])
+    path = write(tmp_path / "april.835", [april])
+
+    result = ingest_path(path, config, practice=PRACTICE, database_url=database_url)
+
+    assert (result.status, result.rows) == ("accepted", 1)
+    march, april_figures = figures(config, database_url, "Northwind Health")
+    assert (march.claims_adjudicated, march.claims_denied, march.first_pass_claims) == (2, 1, 2)  # C3 and C6 left
+    assert result.notes == ["2 claim(s) paid in an earlier file reversed: taken out of their month",
+                            "1 reversal(s) of a claim no stored file counts: recorded as unmatched"]
+    # March keeps C3 (denied, 50 billed, 18 days) and C6 (40 billed, 5 days); its dollars stay: that money moved
+    # in March, and the reversals' negative amounts count in April.
+    assert march == NORTHWIND_MARCH.__class__(
+        payer="Northwind Health", month=MARCH, claims_adjudicated=2, claims_denied=1, first_pass_claims=2,
+        first_pass_denied=1, first_pass_denial_rate=50.0,
+        first_pass_denial_rate_dollars=55.56,  # 50 / (50 + 40)
+        payments=D("100.00"), provider_adjustments=D("5.00"), net_payments=D("95.00"),
+        patient_responsibility=D("10.00"), contractual_adjustments=D("290.00"),
+        days_to_payment_median=11.5, days_to_payment_p90=18,  # 5, 18
+        denial_categories={"missing information": 1}, denial_carcs={"16": 1}, reversed_later=2)
+    assert (april_figures.month, april_figures.claims_adjudicated, april_figures.first_pass_claims) == (APRIL, 1, 1)
+    assert april_figures.payments == D("-5.00")  # -70 + 0 + 90 - 25
+    assert (april_figures.patient_responsibility, april_figures.contractual_adjustments) == (D("-10.00"),
+                                                                                           D("-220.00"))
+    assert (april_figures.days_to_payment_median, april_figures.unmatched_reversals) == (14.0, 1)
+
+    # The same file again: a no-op. Another file reversing C1 again: C1 counts nowhere now, so it is unmatched.
+    assert ingest_path(path, config, practice=PRACTICE, database_url=database_url).status == "duplicate"
+    again = Remittance("Northwind Health", "NWH01", dt.date(2026, 4, 20), claims=[
+        reversal_of(claim_of(northwind, "C1"))])
+    ingest_path(write(tmp_path / "again.835", [again]), config, practice=PRACTICE, database_url=database_url)
+    march_now, april_now = figures(config, database_url, "Northwind Health")
+    assert march_now == march
+    assert (april_now.claims_adjudicated, april_now.unmatched_reversals) == (1, 2)
+
+
+def test_a_claim_reversed_and_paid_again_counts_once_where_it_was_paid_last(
+    tmp_path: Path, database_url: str, config: Config
+) -> None:
+    """A payer's correction: C1 reversed and re-adjudicated in April (no first pass: the claim was seen), then
+    reversed again in May: the May reversal takes back the April payment, wherever it was stored."""
+    from remits.synthetic import reversal_of
+
+    c1 = claim_of(first_file()[0], "C1")
+    ingest_path(write(tmp_path / "march.835", first_file()), config, practice=PRACTICE, database_url=database_url)
+    paid_again = Claim("C1", "1", D(100), D(90), service_date=dt.date(2026, 3, 1), line_adjustments=(co("45", "10"),))
+    april = Remittance("Northwind Health", "NWH01", dt.date(2026, 4, 15), claims=[reversal_of(c1), paid_again])
+    ingest_path(write(tmp_path / "april.835", [april]), config, practice=PRACTICE, database_url=database_url)
+
+    march, april_figures = figures(config, database_url, "Northwind Health")
+    assert (march.claims_adjudicated, march.first_pass_claims) == (3, 3)
+    assert march.reversed_later == 1
+    assert (april_figures.claims_adjudicated, april_figures.first_pass_claims) == (1, 0)
+    assert april_figures.days_to_payment_median == 45.0  # 03-01 to 04-15
+
+    may = Remittance("Northwind Health", "NWH01", dt.date(2026, 5, 5), claims=[reversal_of(paid_again)])
+    ingest_path(write(tmp_path / "may.835", [may]), config, practice=PRACTICE, database_url=database_url)
+
+    march_now, april_now, may_figures = figures(config, database_url, "Northwind Health")
+    assert march_now == march
+    assert (april_now.claims_adjudicated, april_now.days_to_payment_median, april_now.reversed_later) == (0, None, 1)
+    assert (may_figures.claims_adjudicated, may_figures.unmatched_reversals, may_figures.payments) == (
+        0, 0, D("-90.00"))

@@ -872,7 +872,10 @@ def vendors_compare(
     kpi: Annotated[str | None, typer.Option(help="One KPI (default: every KPI the vendor reports).")] = None,
     month: Annotated[str | None, typer.Option(help="YYYY-MM (default: the vendor's newest period).")] = None,
 ) -> None:
-    """One vendor's KPIs across the practices it serves: median, best, worst and each practice's rank."""
+    """One vendor's KPIs across the practices it serves: median, best, worst and each practice's rank.
+
+    The operator's view, every practice by name. A practice's own digest shows such figures only when at least
+    `peer_minimum` (practices.yaml) practices it may not name report the KPI."""
     from digest.peers import fields_for, latest_period, served_by
     from digest.portfolio import compare
     from storage.db import session_scope

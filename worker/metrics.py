@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import os
 import time
+from collections import Counter as TallyCounter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from config import Config
 from config.secrets import redact
 from config.settings import Settings
-from storage.models import Alert, DeliveryAttempt, DigestRun, FeedFile, FeedRejection, Notification, utcnow
+from pulse.staff import STAFF_VENDOR_ID
+from storage.history import REMITS_FOLDER
+from storage.models import (
+    Alert,
+    DeliveryAttempt,
+    DigestRun,
+    FeedFile,
+    FeedRejection,
+    Notification,
+    RemitFile,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -142,14 +154,34 @@ def database_metrics(session: Session, config: Config, now: dt.datetime) -> Iter
 
 
 def feed_metrics(session: Session) -> Iterator[Metric]:
-    """Counters from tables never purged: feed_file and feed_rejection rows stay (retention keeps them)."""
-    files = CounterMetricFamily("vendorwatch_files", "Feed files received, by outcome.", labels=["outcome"])
-    files.add_metric(["accepted"], session.scalar(select(func.count()).select_from(FeedFile)) or 0)
-    files.add_metric(["rejected"], session.scalar(select(func.count()).select_from(FeedRejection)) or 0)
+    """Counters from tables never purged: feed_file, remit_file and feed_rejection rows stay (retention keeps
+    them). Every kind and outcome is reported, 0 included, so a rate() has a series from the first scrape."""
+    files = CounterMetricFamily("vendorwatch_files", "Files received, by kind (feed, pulse, remits) and outcome.",
+                                labels=["kind", "outcome"])
+    accepted = files_by_kind(session, FeedFile)
+    accepted["remits"] += session.scalar(select(func.count()).select_from(RemitFile)) or 0
+    rejected = files_by_kind(session, FeedRejection)
+    for kind in FILE_KINDS:
+        files.add_metric([kind, "accepted"], accepted[kind])
+        files.add_metric([kind, "rejected"], rejected[kind])
     rows = CounterMetricFamily("vendorwatch_rows_stored", "Rows of accepted feed files.")
     rows.add_metric([], session.scalar(select(func.coalesce(func.sum(FeedFile.rows), 0))) or 0)
     yield files
     yield rows
+
+
+FILE_KINDS = ("feed", "pulse", "remits")
+
+
+def files_by_kind(session: Session, model: type[FeedFile] | type[FeedRejection]) -> TallyCounter[str]:
+    """Rows of feed_file or feed_rejection by kind, told by the vendor each delivery was recorded under: a pulse
+    export's is the synthetic staff-pulse vendor, a rejected 835's the remits inbox folder (remits.ingest)."""
+    vendor = model.vendor_id
+    kind = case((vendor == STAFF_VENDOR_ID, "pulse"), (vendor == REMITS_FOLDER, "remits"), else_="feed")
+    found: TallyCounter[str] = TallyCounter()
+    for name, count in session.execute(select(kind, func.count()).group_by(kind)):
+        found[name] += count
+    return found
 
 
 def alerts_metric(session: Session) -> Metric:
