@@ -98,7 +98,11 @@ def evaluate_in_transaction(connection: Connection, config: Config, practices: S
 def lock_practices(session: Session, practice_ids: list[str]) -> None:
     """Ordered by the lock's number, not the name: two names may share a number. In the same round trip, for this
     transaction only: no JIT compilation (the batch read's estimated cost passes jit_above_cost, and compiling took
-    longer than running it), and room to sort a batch's values in memory."""
+    longer than running it); room to sort a batch's values in memory; and no sequential scans. Every statement
+    here looks rows up by key, but with `alert` empty, as before a first evaluation, PostgreSQL planned the foreign
+    key check of each new event as a scan of `alert`, and kept that plan while the run filled the table: 1.0 s of
+    a first evaluation's 2,000 practices (6,163 events; 0.01 s with the index)."""
     session.execute(text("SELECT set_config('jit', 'off', true), set_config('work_mem', '32MB', true), "
+                         "set_config('enable_seqscan', 'off', true), "
                          "pg_advisory_xact_lock(lock) FROM (SELECT hashtext('evaluate:' || id) AS lock "
                          "FROM unnest(CAST(:ids AS text[])) AS id ORDER BY lock) AS ordered"), {"ids": practice_ids})
