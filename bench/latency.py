@@ -134,6 +134,8 @@ class Burst:
     stored_s: float  # first rename to the last file stored
     posts: int
     tasks: dict[str, list[float]]  # task name -> durations (s) from the worker logs
+    busy_s: list[float]  # per worker process: its children's task time, summed
+    concurrency: int
     report: Report
 
     @property
@@ -186,11 +188,14 @@ def burst(layout: str, files: int, settle: float) -> Burst:
         time.sleep(1)  # a POST too many would show here
         posts = len(teams.requests)
     tasks: dict[str, list[float]] = defaultdict(list)
+    busy = []
     for n in range(1, processes + 1):
-        for match in TASK_LINE.finditer((folder / f"worker-{n}.log").read_text()):
+        matches = list(TASK_LINE.finditer((folder / f"worker-{n}.log").read_text()))
+        for match in matches:
             coalesced = match[1] == "alerts.evaluate" and match[3] == "[]"  # nothing owed: returned at once
             tasks[f"{match[1]} (nothing owed)" if coalesced else match[1]].append(float(match[2]))
-    return Burst(layout, files, seconds, stored_s, posts, dict(tasks), report)
+        busy.append(sum(float(match[2]) for match in matches))
+    return Burst(layout, files, seconds, stored_s, posts, dict(tasks), busy, concurrency, report)
 
 
 DRAINED = """SELECT (SELECT count(*) FROM feed_file),
@@ -229,6 +234,10 @@ def describe(run: Burst) -> str:
     for label, cpu, waited in report.worker_procs:
         lines.append(f"  {label:32} {cpu:6.2f} CPU s ({cpu / report.wall_s:4.0%} of the time), runnable waiting "
                      f"for a core {waited:6.2f} s ({waited / report.wall_s:4.0%})")
+    for n, busy in enumerate(run.busy_s, 1):
+        idle = run.seconds * run.concurrency - busy
+        lines.append(f"  worker process {n}: in a task {busy:6.2f} s, a child without one {idle:5.2f} s "
+                     f"({idle / (run.seconds * run.concurrency):.0%})")
     for name, durations in sorted(run.tasks.items()):
         lines.append(f"  task {name:34} {len(durations):4} runs, {sum(durations):6.2f} s in all, "
                      f"mean {1000 * statistics.mean(durations):.1f} ms")
