@@ -226,7 +226,8 @@ def describe(run: Burst) -> str:
     lines = [f"layout {run.layout}: {run.files} files in {run.seconds:.2f} s = {run.files_per_s:.1f} files/s "
              f"(all stored at {run.stored_s:.2f} s; {run.posts} Teams POSTs); load average "
              f"{report.load_before[0]:.2f} before, {report.load_after[0]:.2f} after",
-             f"  cores busy, whole machine: {report.machine_busy_cores:.2f}"]
+             f"  cores busy, whole machine: {report.machine_busy_cores:.2f} (and {report.machine_stolen_cores:.2f} "
+             "stolen by the hypervisor)"]
     for group, cpu in sorted(report.cpu_s.items(), key=lambda item: -item[1]):
         lines.append(f"  {group:32} {cpu:6.2f} CPU s = {report.cores(group):.2f} cores")
     stack = sum(cpu for group, cpu in report.cpu_s.items() if group not in ("other processes", "postgres (other)"))

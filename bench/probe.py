@@ -55,12 +55,13 @@ def snapshot() -> dict[int, Proc]:
     return found
 
 
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores, from /proc/stat; iowait counts as idle."""
+def machine_ticks() -> tuple[int, int, int]:
+    """(busy, stolen, total) jiffies of all cores, from /proc/stat; iowait counts as idle, and time the hypervisor
+    gave to another guest (steal) as neither."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
+    idle, steal = values[3] + values[4], values[7]
     total = sum(values[:8])
-    return total - idle, total
+    return total - idle - steal, steal, total
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Report:
     cpu_s: dict[str, float]  # per group
     worker_procs: list[tuple[str, float, float]]  # (label, cpu s, runnable-waiting s) per worker process
     machine_busy_cores: float
+    machine_stolen_cores: float
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     pg_states: Counter[str] = field(default_factory=Counter)  # backend samples by state / wait event
@@ -119,7 +121,7 @@ class Probe:
     def stop(self) -> Report:
         wall = time.monotonic() - self.started
         after = snapshot()
-        busy, total = machine_ticks()
+        busy, stolen, total = machine_ticks()
         self.stopping.set()
         self.sampler.join()
         cpu: dict[str, float] = defaultdict(float)
@@ -133,8 +135,10 @@ class Probe:
             if group.startswith("worker"):
                 role = "parent" if pid == proc.pgrp else f"child {pid}"
                 workers.append((f"{group} {role}", cpu_s, wait_s))
-        busy_cores = (busy - self.machine_before[0]) / max(1, total - self.machine_before[1]) * (os.cpu_count() or 1)
-        return Report(wall, dict(cpu), sorted(workers), busy_cores, self.load_before, os.getloadavg(),
+        cores = (os.cpu_count() or 1) / max(1, total - self.machine_before[2])
+        busy_cores = (busy - self.machine_before[0]) * cores
+        stolen_cores = (stolen - self.machine_before[1]) * cores
+        return Report(wall, dict(cpu), sorted(workers), busy_cores, stolen_cores, self.load_before, os.getloadavg(),
                       self.states, self.samples, self.lock_waits)
 
     def group_of(self, proc: Proc) -> str:
