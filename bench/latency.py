@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.outage import Process, breach
-from bench.probe import Probe, Report
+from bench.probe import SHORT_LIVED, Probe, Report
 from storage.db import upgrade
 from tests.conftest import stack_env
 from tests.support.private_services import PrivateRedis
@@ -221,6 +221,28 @@ def wait_drained(url: str, files: int, started: float, limit_s: float = 600) -> 
     raise RuntimeError(f"{files} files were not stored and alerted on within {limit_s:.0f} s")
 
 
+OTHERS = ("other processes", "postgres (other)", SHORT_LIVED)
+
+
+def own_cpu_s(report: Report) -> float:
+    """CPU seconds of the run's own processes: workers, watcher, Redis, its PostgreSQL backends, the loopback
+    servers."""
+    return sum(cpu for group, cpu in report.cpu_s.items() if group not in OTHERS)
+
+
+def row(round_: int, run: Burst) -> str:
+    """One run as a table row: rate, load, who had the cores, and how the worker children spent the time."""
+    report = run.report
+    children = [(cpu, waited) for label, cpu, waited in report.worker_procs if "child" in label]
+    child_time = report.wall_s * len(children)
+    on_cpu, waiting = sum(c for c, _ in children) / child_time, sum(w for _, w in children) / child_time
+    idle = 1 - sum(run.busy_s) / child_time
+    others = sum(report.cpu_s.get(group, 0.0) for group in OTHERS) / report.wall_s
+    return (f"| {round_} | {run.layout} | {run.files_per_s:.1f} | {report.load_before[0]:.1f} | "
+            f"{report.machine_busy_cores:.2f} | {own_cpu_s(report) / report.wall_s:.2f} | {others:.2f} | "
+            f"{1000 * own_cpu_s(report) / run.files:.1f} | {on_cpu:.0%} / {waiting:.0%} / {idle:.0%} |")
+
+
 def describe(run: Burst) -> str:
     report = run.report
     lines = [f"layout {run.layout}: {run.files} files in {run.seconds:.2f} s = {run.files_per_s:.1f} files/s "
@@ -230,7 +252,7 @@ def describe(run: Burst) -> str:
              "stolen by the hypervisor)"]
     for group, cpu in sorted(report.cpu_s.items(), key=lambda item: -item[1]):
         lines.append(f"  {group:32} {cpu:6.2f} CPU s = {report.cores(group):.2f} cores")
-    stack = sum(cpu for group, cpu in report.cpu_s.items() if group not in ("other processes", "postgres (other)"))
+    stack = own_cpu_s(report)
     lines.append(f"  the run's own processes: {1000 * stack / run.files:.1f} CPU ms per file")
     for label, cpu, waited in report.worker_procs:
         lines.append(f"  {label:32} {cpu:6.2f} CPU s ({cpu / report.wall_s:4.0%} of the time), runnable waiting "
@@ -257,6 +279,12 @@ def throughput(files: int, settle: float, layouts: list[str], rounds: int) -> No
             run_ = burst(layout, files, settle)
             runs[layout].append(run_)
             print(describe(run_), flush=True)
+    print("| round | layout | files/s | load (1 min) | cores busy | vendorwatch's cores | others' cores | "
+          "vendorwatch CPU ms per file | worker children: on a core / waiting for one / without a task |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    for round_ in range(rounds):
+        for layout in layouts:
+            print(row(round_ + 1, runs[layout][round_]))
     one = statistics.median(r.files_per_s for r in runs[layouts[0]])
     print(f"| layout | files/s (each round) | median | ratio to layout {layouts[0]} |")
     print("|---|---|---:|---:|")

@@ -6,7 +6,8 @@ every process on the machine, and put in groups: the worker processes (by proces
 session of its own), the watcher, the run's `redis-server`, the run's PostgreSQL backends (pids seen in
 pg_stat_activity for its database), the rest of PostgreSQL (its background processes and other sessions'
 backends), this process (the loopback Teams and SMTP servers run in its threads) and everything else on the
-machine. /proc/<pid>/schedstat adds, per worker process, the time it was runnable but not running: waiting for a
+machine; what the machine was busy with beyond these (processes that ended before the burst did) is counted
+apart. /proc/<pid>/schedstat adds, per worker process, the time it was runnable but not running: waiting for a
 core. pg_stat_activity is sampled every SAMPLE_S for the run's database: running, idle in a transaction, or waiting
 (and on what: a lock, WAL, the client).
 """
@@ -24,6 +25,7 @@ import psycopg
 
 TICK = os.sysconf("SC_CLK_TCK")
 SAMPLE_S = 0.02
+SHORT_LIVED = "processes gone by the end, kernel"
 
 
 @dataclass
@@ -138,6 +140,8 @@ class Probe:
         cores = (os.cpu_count() or 1) / max(1, total - self.machine_before[2])
         busy_cores = (busy - self.machine_before[0]) * cores
         stolen_cores = (stolen - self.machine_before[1]) * cores
+        # A process that started and ended within the burst (another session's short command) is in no snapshot.
+        cpu[SHORT_LIVED] = max(0.0, busy_cores * wall - sum(cpu.values()))
         return Report(wall, dict(cpu), sorted(workers), busy_cores, stolen_cores, self.load_before, os.getloadavg(),
                       self.states, self.samples, self.lock_waits)
 
