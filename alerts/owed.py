@@ -31,11 +31,11 @@ def owe_evaluation(session: Session, practices: Iterable[str], now: dt.datetime)
     ))
 
 
-def settle_evaluation(session: Session, practice_id: str, started: dt.datetime) -> None:
+def settle_evaluation(session: Session, practice_ids: Iterable[str], started: dt.datetime) -> None:
     """Called in the evaluation's transaction: what was asked for before it started is done; a request made
     after it started may concern data it did not see, so it stays owed."""
     session.execute(delete(EvaluationRequest).where(
-        EvaluationRequest.practice_id == practice_id, EvaluationRequest.requested_at <= started
+        EvaluationRequest.practice_id.in_(list(practice_ids)), EvaluationRequest.requested_at <= started
     ))
 
 

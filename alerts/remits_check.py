@@ -5,16 +5,17 @@ the same lifecycle, outbox, routes and learning period."""
 from __future__ import annotations
 
 import calendar
-
-from sqlalchemy.orm import Session
+import datetime as dt
+from collections.abc import Callable, Sequence
 
 from alerts.rules import Point, Verdict
 from config import Config, Practice
 from remits.figures import ALL_PAYERS, figures_of
-from remits.summary import stored_months
 from remits.verify import Check, compare
+from storage.models import RemitMonth
 
 REMITS_RULE = "remits"
+MonthReader = Callable[[dt.date], Sequence[RemitMonth]]  # a practice's stored months of one month, every payer
 
 
 def is_month(point: Point) -> bool:
@@ -23,13 +24,13 @@ def is_month(point: Point) -> bool:
         end.day == calendar.monthrange(start.year, start.month)[1]
 
 
-def remits_check(session: Session, config: Config, practice: Practice, kpi_key: str, segment: str,
+def remits_check(months: MonthReader, config: Config, practice: Practice, kpi_key: str, segment: str,
                  latest: Point) -> Check | None:
     figure = config.catalog.remits.checks.get(kpi_key)
     kpi = config.kpi(kpi_key)
     if figure is None or kpi is None or segment != "all" or not is_month(latest):
         return None
-    rows = stored_months(session, practice.id, latest.period_start)
+    rows = months(latest.period_start)
     if not rows:
         return None
     figures = figures_of(rows, ALL_PAYERS, latest.period_start)
@@ -40,10 +41,10 @@ def remits_check(session: Session, config: Config, practice: Practice, kpi_key: 
     return compare(latest.value, float(remitted), kpi.unit, figures.claims_adjudicated, tolerance)
 
 
-def remits_verdicts(session: Session, config: Config, practice: Practice, kpi_key: str, segment: str,
+def remits_verdicts(months: MonthReader, config: Config, practice: Practice, kpi_key: str, segment: str,
                     latest: Point) -> dict[str, Verdict]:
     """{"remits": verdict} when the month can be judged, else nothing (an open alert keeps its state)."""
-    check = remits_check(session, config, practice, kpi_key, segment, latest)
+    check = remits_check(months, config, practice, kpi_key, segment, latest)
     if check is None:
         return {}
     # threshold and expected carry the remitted figure, which the message states beside the reported one.

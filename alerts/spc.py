@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from itertools import pairwise
 from statistics import fmean, median
 from typing import Literal
@@ -92,6 +93,7 @@ def anhoej_run_limit(useful: int) -> int:
     return round(math.log2(useful) + 3) if useful > 0 else 0
 
 
+@cache  # a few dozen distinct n, asked for every series of every practice
 def anhoej_crossings_limit(useful: int) -> int:
     """The fewest crossings expected of random data: qbinom(0.05, n - 1, 0.5), exactly."""
     if useful < 2:

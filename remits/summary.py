@@ -23,6 +23,13 @@ def stored_months(session: Session, practice_id: str, month: dt.date | None = No
     return list(session.scalars(query.order_by(RemitMonth.month, RemitMonth.payer_id)))
 
 
+def practices_with_months(session: Session, practice_ids: list[str]) -> frozenset[str]:
+    """Which of these practices have any remittance month stored: evaluation asks once for many practices, and
+    most practices have none."""
+    query = select(RemitMonth.practice_id).where(RemitMonth.practice_id.in_(practice_ids)).distinct()
+    return frozenset(session.scalars(query))
+
+
 def payer_id_of(config: Config, payer: str) -> str | None:
     """A payer given by its id or its name (case-insensitive), as kpis.yaml lists it."""
     for payer_id, name in config.catalog.remits.payers.items():
