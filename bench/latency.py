@@ -233,7 +233,7 @@ def own_cpu_s(report: Report) -> float:
 def row(round_: int, run: Burst) -> str:
     """One run as a table row: rate, load, who had the cores, and how the worker children spent the time."""
     report = run.report
-    children = [(cpu, waited) for label, cpu, waited in report.worker_procs if "child" in label]
+    children = [(cpu, waited) for label, cpu, _, waited in report.worker_procs if "child" in label]
     child_time = report.wall_s * len(children)
     on_cpu, waiting = sum(c for c, _ in children) / child_time, sum(w for _, w in children) / child_time
     idle = 1 - sum(run.busy_s) / child_time
@@ -254,9 +254,9 @@ def describe(run: Burst) -> str:
         lines.append(f"  {group:32} {cpu:6.2f} CPU s = {report.cores(group):.2f} cores")
     stack = own_cpu_s(report)
     lines.append(f"  the run's own processes: {1000 * stack / run.files:.1f} CPU ms per file")
-    for label, cpu, waited in report.worker_procs:
-        lines.append(f"  {label:32} {cpu:6.2f} CPU s ({cpu / report.wall_s:4.0%} of the time), runnable waiting "
-                     f"for a core {waited:6.2f} s ({waited / report.wall_s:4.0%})")
+    for label, cpu, kernel, waited in report.worker_procs:
+        lines.append(f"  {label:32} {cpu:6.2f} CPU s ({cpu / report.wall_s:4.0%} of the time; {kernel:.2f} s in the "
+                     f"kernel), runnable waiting for a core {waited:6.2f} s ({waited / report.wall_s:4.0%})")
     for n, busy in enumerate(run.busy_s, 1):
         idle = run.seconds * run.concurrency - busy
         lines.append(f"  worker process {n}: in a task {busy:6.2f} s, a child without one {idle:5.2f} s "

@@ -34,6 +34,7 @@ class Proc:
     pgrp: int
     comm: str
     cpu_s: float  # utime + stime
+    sys_s: float  # stime: in the kernel
     wait_s: float  # runnable, waiting for a core (schedstat)
 
 
@@ -46,7 +47,7 @@ def read_proc(pid: int) -> Proc | None:
     comm = raw[raw.index("(") + 1 : raw.rindex(")")]
     fields = raw[raw.rindex(")") + 2 :].split()  # from field 3 (state) on
     pgrp, utime, stime = int(fields[2]), int(fields[11]), int(fields[12])
-    return Proc(pid, pgrp, comm, (utime + stime) / TICK, int(sched[1]) / 1e9)
+    return Proc(pid, pgrp, comm, (utime + stime) / TICK, stime / TICK, int(sched[1]) / 1e9)
 
 
 def snapshot() -> dict[int, Proc]:
@@ -70,7 +71,7 @@ def machine_ticks() -> tuple[int, int, int]:
 class Report:
     wall_s: float
     cpu_s: dict[str, float]  # per group
-    worker_procs: list[tuple[str, float, float]]  # (label, cpu s, runnable-waiting s) per worker process
+    worker_procs: list[tuple[str, float, float, float]]  # (label, CPU s, of which in the kernel, runnable-waiting s)
     machine_busy_cores: float
     machine_stolen_cores: float
     load_before: tuple[float, float, float]
@@ -132,11 +133,12 @@ class Probe:
             start = self.before.get(pid)
             cpu_s = proc.cpu_s - (start.cpu_s if start else 0.0)
             wait_s = proc.wait_s - (start.wait_s if start else 0.0)
+            sys_s = proc.sys_s - (start.sys_s if start else 0.0)
             group = self.group_of(proc)
             cpu[group] += cpu_s
             if group.startswith("worker"):
                 role = "parent" if pid == proc.pgrp else f"child {pid}"
-                workers.append((f"{group} {role}", cpu_s, wait_s))
+                workers.append((f"{group} {role}", cpu_s, sys_s, wait_s))
         cores = (os.cpu_count() or 1) / max(1, total - self.machine_before[2])
         busy_cores = (busy - self.machine_before[0]) * cores
         stolen_cores = (stolen - self.machine_before[1]) * cores
