@@ -85,23 +85,24 @@ def evaluate_in_transaction(connection: Connection, config: Config, practices: S
     """Practices in one transaction: committed on success, rolled back on any error. On PostgreSQL two evaluations
     of one practice take turns (transaction-scoped advisory locks, taken in one order so that two batches never wait
     on each other): run side by side, both would insert the same new alert and one would fail on its unique key."""
+    ids = [practice.id for practice in practices]
     with Session(bind=connection, expire_on_commit=False) as session, session.begin():
         if connection.dialect.name == "postgresql":
-            lock_practices(session, [practice.id for practice in practices])
-        ids = [practice.id for practice in practices]
+            lock_and_tune(session, ids)
         results = evaluate_together(session, config, practices, as_of, now, silences,
                                     practices_with_months(session, ids))
         settle_evaluation(session, ids, now)
         return results
 
 
-def lock_practices(session: Session, practice_ids: list[str]) -> None:
-    """Ordered by the lock's number, not the name: two names may share a number. In the same round trip, for this
-    transaction only: no JIT compilation (the batch read's estimated cost passes jit_above_cost, and compiling took
-    longer than running it); room to sort a batch's values in memory; and no sequential scans. Every statement
-    here looks rows up by key, but with `alert` empty, as before a first evaluation, PostgreSQL planned the foreign
-    key check of each new event as a scan of `alert`, and kept that plan while the run filled the table: 1.0 s of
-    a first evaluation's 2,000 practices (6,163 events; 0.01 s with the index)."""
+def lock_and_tune(session: Session, practice_ids: list[str]) -> None:
+    """The practices' advisory locks, ordered by the lock's number, not the name: two names may share a number. In
+    the same round trip, for this transaction only: no JIT compilation (the batch read's estimated cost passes
+    jit_above_cost, and compiling took longer than running it); room to sort a batch's values in memory; and no
+    sequential scans. Every statement here looks rows up by key, but with `alert` empty, as before a first
+    evaluation, PostgreSQL planned the foreign key check of each new event as a scan of `alert`, and kept that plan
+    while the run filled the table: 1.0 s of a first evaluation's 2,000 practices (6,163 events; 0.01 s by the
+    index)."""
     session.execute(text("SELECT set_config('jit', 'off', true), set_config('work_mem', '32MB', true), "
                          "set_config('enable_seqscan', 'off', true), "
                          "pg_advisory_xact_lock(lock) FROM (SELECT hashtext('evaluate:' || id) AS lock "
