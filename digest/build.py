@@ -193,10 +193,10 @@ def nameable(config: Config, practice: Practice) -> frozenset[str]:
 
 def named_best(config: Config, practice: Practice, line: PeerLine, fields: list[Field]) -> PeerLine:
     """With `share_names: true` on the practice's region, name the region's best practice (another one)."""
-    names = {p.id: p.name for p in config.practices}
-    group = {pid: names[pid] for pid in nameable(config, practice) if pid != practice.id}
-    if not group:
-        return line
+    others = nameable(config, practice) - {practice.id}
+    if not others:
+        return line  # no region sharing names: nothing over every practice for each digest
+    group = {p.id: p.name for p in config.practices if p.id in others}
     found = next(f for f in fields if f.kpi == line.kpi and f.vendor_id == line.vendor_id)
     mine = within(found, group)
     if not mine.practices or not worse_than(line.value, mine.best, line.better):

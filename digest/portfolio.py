@@ -164,7 +164,12 @@ def figures_shown(field: Field, named: Collection[str], minimum: int) -> bool:
     every practice behind them is one the reader may see by name (`named`: its own practice, its group's when the
     group shares names, a region's leader's region, the operator's all), or when at least `minimum` are not.
     With fewer, a median or a best is one of those practices' own figure, or nearly so."""
-    unnamed = sum(1 for practice_id in field.values if practice_id not in named)
+    # Counted over the smaller of the two: every digest asks about every field, and a field holds every practice
+    # the vendor serves (counted over it, 2,000 digests took 57 s to build instead of 23).
+    if len(named) < len(field.values):
+        unnamed = len(field.values) - sum(1 for practice_id in named if practice_id in field.values)
+    else:
+        unnamed = sum(1 for practice_id in field.values if practice_id not in named)
     return unnamed == 0 or unnamed >= minimum
 
 
