@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +20,9 @@ from tests.support.services import (
 )
 from tests.support.smtp_capture import CapturingSMTPServer
 from tests.support.tls_capture import CapturingHTTPSServer
+
+if TYPE_CHECKING:
+    from tests.support.demo import DemoRun
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEST_CONFIG = FIXTURES / "config"
@@ -34,6 +38,16 @@ def machine_services() -> None:
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One `vendorwatch demo` run for every test that reads what it printed and wrote (tests/test_demo.py,
+    tests/test_spc_digest.py): about 13 s each. Tests only read its folder's out/; a test that would change what
+    the demo left must copy it first."""
+    from tests.support.demo import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture
