@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.support.services import (
+    BackgroundDropper,
     drop_postgres_database,
     ensure_postgres,
     ensure_redis,
@@ -50,15 +51,35 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     return run_demo(tmp_path_factory.mktemp("demo"))
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@pytest.fixture(scope="session")
+def migrated_template() -> Iterator[str]:
+    """A database at the head migration, made once per run; each test's database is a copy of it."""
     from storage.db import engine_for, upgrade
 
-    url = fresh_postgres_database()
+    url = fresh_postgres_database("vw_template")
     upgrade(url)
+    engine_for(url).dispose()  # CREATE DATABASE ... TEMPLATE refuses while anyone is connected to it
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+def database_dropper() -> Iterator[BackgroundDropper]:
+    dropper = BackgroundDropper()
+    yield dropper
+    dropper.close()
+
+
+@pytest.fixture
+def postgres_url(migrated_template: str, database_dropper: BackgroundDropper) -> Iterator[str]:
+    """A database of this test's own, at the head migration (a copy of the template, which is what running the
+    migrations on an empty one gives, in half the time). Dropped in the background after the test."""
+    from storage.db import engine_for
+
+    url = fresh_postgres_database(template=migrated_template)
     yield url
     engine_for(url).dispose()
-    drop_postgres_database(url)
+    database_dropper.drop_later(url)
 
 
 @pytest.fixture
