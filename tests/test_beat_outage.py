@@ -17,7 +17,9 @@ from tests.support.tls_capture import CapturingHTTPSServer
 from tests.test_beat import ACQUIRED, Beat, two_beats, wait_for
 
 LOCK_SECONDS = 6
-OUTAGE_SECONDS = 40  # longer than a tick and than the lock: today's beats both died within it
+# Three lock timeouts: longer than a tick (1 s), than the lock and than three of a beat's retries (5 s apart).
+# The beats before worker/beat.py both died within the first tick of the outage.
+OUTAGE_SECONDS = 3 * LOCK_SECONDS
 SCHEDULE_KEY = "vendorwatch:beat::schedule"
 
 

@@ -60,11 +60,20 @@ def reconnections(worker: Worker) -> int:
     return sum("consumer.connection: Connected to" in line for line in worker.log)
 
 
-def outage(server: PrivateRedis, worker: Worker, seconds: float) -> None:
-    """Kill Redis, keep it down, start it again and wait until the worker's consumer is back."""
-    connected = reconnections(worker)
+def failed_reconnections(worker: Worker) -> int:
+    return sum("consumer: Cannot connect to" in line for line in worker.log)
+
+
+def outage(server: PrivateRedis, worker: Worker) -> None:
+    """Kill Redis, keep it down until the worker has tried to reconnect and failed, start it again and wait until
+    the worker's consumer is back."""
+    connected, failed = reconnections(worker), failed_reconnections(worker)
     server.kill()
-    time.sleep(seconds)
+    try:
+        wait_until(lambda: failed_reconnections(worker) > failed or worker.process.poll() is not None, 60,
+                   "the worker to find Redis down")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{worker.tail()}") from None
     server.start()
     try:
         wait_until(lambda: reconnections(worker) > connected or worker.process.poll() is not None, 90,
@@ -87,7 +96,7 @@ def test_a_task_running_across_a_redis_restart_neither_kills_the_worker_nor_lose
                 drop_in_inbox(inbox, "breach.csv", f"kpi,period,value\ndenial_rate,{month},10.4\n")
                 vendorwatch("rerun", "ingest", env=env)
                 wait_until(lambda: waiting_on_lock(postgres_url), 60, "the evaluation to wait on the alert table")
-                outage(server, worker, seconds=5)
+                outage(server, worker)
             time.sleep(5)  # the evaluation, if still running, finishes and is acked now
             assert worker.process.poll() is None, "the worker exited:\n" + worker.tail()
 

@@ -6,57 +6,18 @@ import json
 import re
 import shutil
 import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import subprocess_env
+from tests.support.demo import TIMEOUT_S, DemoRun, run_demo
 from tests.worker_process import BIN
 
 WEEK = "2026-W48"  # the demo evaluates as of 2026-11-23
 PRACTICES = ("oakridge-fm", "lakeside-peds", "riverbend-im")  # riverbend: the group's third (issue 17)
-TIMEOUT_S = 120
 ACCEPTANCE_S = 60  # the issue's acceptance criterion: "runs in under a minute"
-
-
-@dataclass(frozen=True)
-class DemoRun:
-    folder: Path
-    result: subprocess.CompletedProcess[str]
-    seconds: float
-
-    @property
-    def out(self) -> Path:
-        return self.folder / "out"
-
-    @property
-    def stdout_words(self) -> str:
-        """stdout with the console's line wrapping undone."""
-        return " ".join(self.result.stdout.split())
-
-
-def run_demo(folder: Path, *options: str) -> DemoRun:
-    folder.mkdir(parents=True, exist_ok=True)
-    env = subprocess_env({})
-    assert not [name for name in env if name.startswith("VENDORWATCH_")]
-    started = time.monotonic()
-    result = subprocess.run(
-        [str(BIN / "vendorwatch"), *options, "demo"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    return DemoRun(folder, result, time.monotonic() - started)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    return run_demo(tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture(scope="module")

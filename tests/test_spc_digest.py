@@ -18,7 +18,8 @@ from digest.model import KpiRow, SpcReading, TrendPoint, VendorCard
 from digest.render import render_digest
 from feeds.freshness import FeedDue
 from storage.db import session_scope
-from tests.test_demo import DemoRun, digest_path, run_demo
+from tests.support.demo import DemoRun
+from tests.test_demo import digest_path
 from tests.test_digest_seed import AFTER_SEND, WEEK
 from tests.test_escaping import hostile_env, names_with, read_html, seed_hostile_world  # noqa: F401 - fixture
 
@@ -74,11 +75,6 @@ def test_a_vendors_two_icons(readings: tuple[SpcReading | None, ...], variation:
                              assurance: str | None) -> None:
     vendor = card(*readings)
     assert (vendor.variation.key if vendor.variation else None, vendor.assurance) == (variation, assurance)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    return run_demo(tmp_path_factory.mktemp("spc-demo"))
 
 
 def scribeline_window() -> list[float]:

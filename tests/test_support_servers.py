@@ -232,6 +232,22 @@ def test_fresh_postgres_database_is_usable_and_dropped() -> None:
     lingering.close()
 
 
+def test_a_database_made_from_the_template_is_at_the_head_migration(migrated_template: str) -> None:
+    from storage.db import engine_for, head_revision, schema_revision
+
+    url = fresh_postgres_database(template=migrated_template)
+    try:
+        assert url != migrated_template
+        assert schema_revision(url) == head_revision() is not None
+        with psycopg.connect(_libpq_url(url)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"alembic_version", "feed_file", "notification", "alert"} <= tables
+    finally:
+        engine_for(url).dispose()
+        drop_postgres_database(url)
+    assert not _database_exists(database_name(url))
+
+
 def test_drop_refuses_system_database() -> None:
     with pytest.raises(ValueError, match="refusing"):
         drop_postgres_database(POSTGRES_ADMIN_URL)
