@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,25 @@ def test_the_text_part_reads_on_its_own(world: World) -> None:
                     "REMINDLY", "STAFF PULSE"):
         assert f"\n{heading}\n" in rendered.text
     assert "\n\n\n" not in rendered.text
+
+
+def test_a_roll_up_of_800_practices_names_every_one_and_fits_before_gmail_clips_it(world: World) -> None:
+    """The seeded region's two digests (one critical, one without vendor data yet) stand for 800 practices, with
+    names as long as a practice's tend to be. Beyond the 30 shown in full, each is named with its alerts counted
+    (its own digest has the sentence): named with its verdict, this list took the HTML past the clip (106 KB for
+    500 practices in bench.digest)."""
+    with session_scope() as session:
+        region = build_region_digest(session, world.config, "mountain", WEEK, AFTER_SEND)
+    digests = [replace(region.practices[index % 2], practice_id=f"practice-{index:03d}",
+                       practice_name=f"Northside Family Medicine & Pediatrics {index:03d}") for index in range(800)]
+    rendered = render_region(replace(region, practices=tuple(digests)))
+
+    assert len(rendered.html.encode()) < GMAIL_CLIP_BYTES
+    text = words(rendered.text)
+    named = text.casefold()  # the 30 shown in full head their part in capitals
+    assert all(f"northside family medicine & pediatrics {index:03d}" in named for index in range(800))
+    beyond_the_detailed = text.split("Northside Family Medicine & Pediatrics 798: ", 1)[1]
+    assert not beyond_the_detailed.startswith(("Action needed", "Watch"))  # counted, not the verdict's sentence
 
 
 def test_the_regional_roll_up_puts_the_practices_needing_attention_first(world: World) -> None:
