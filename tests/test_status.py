@@ -84,17 +84,24 @@ def wait_for_lock(broker_url: str, lines: list[str]) -> None:
         time.sleep(0.2)
 
 
-def add_notification(database_url: str, created_at: dt.datetime) -> None:
+def add_notification(database_url: str, created_at: dt.datetime, claimed_at: dt.datetime | None = None) -> None:
+    """A notification waiting in the outbox since `created_at`; with `claimed_at`, one a live delivery holds (so
+    the beat's every-ten-minutes deliver_pending leaves it where it is)."""
     with session_scope(database_url) as session:
         session.add(Notification(kind="alert", practice_id="maple-clinic", severity="critical", tags=[],
-                                 title="stuck", payload={"changes": []}, status="pending", created_at=created_at))
+                                 title="stuck", payload={"changes": []}, created_at=created_at,
+                                 status="pending" if claimed_at is None else "sending", claimed_at=claimed_at,
+                                 claim_token=None if claimed_at is None else "a-live-delivery"))
 
 
 def test_status_is_healthy_with_a_worker_a_beat_and_nothing_waiting(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
     env = env_for(tmp_path, postgres_url, redis_url)
-    add_notification(postgres_url, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2))
+    # Held by a delivery in progress: a pending one would be sent by the beat's deliver_pending whenever the test
+    # straddles a tenth minute of the hour, and the outbox would be empty (it failed so at 17:00).
+    now = dt.datetime.now(dt.UTC)
+    add_notification(postgres_url, now - dt.timedelta(minutes=2), claimed_at=now)
     with started_worker(env), running_beat(env) as beat_lines:
         wait_for_lock(redis_url, beat_lines)
         code, checks, _ = status(env)
