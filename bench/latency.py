@@ -91,20 +91,28 @@ def wait_for_worker(env: dict[str, str], limit_s: float = 60.0, nodes: int = 1) 
     raise RuntimeError(f"fewer than {nodes} workers started")
 
 
+def services(stack: ExitStack, folder: Path, database_prefix: str
+             ) -> tuple[CapturingHTTPSServer, PrivateRedis, str, dict[str, str], Path]:
+    """A fresh stack for one run, torn down by `stack`: loopback Teams and SMTP, a private Redis, a migrated
+    database; (Teams, Redis, database URL, the processes' environment, maple-clinic's claimright inbox)."""
+    teams = stack.enter_context(CapturingHTTPSServer())
+    smtp = stack.enter_context(CapturingSMTPServer())
+    redis = PrivateRedis(folder / "redis").start()
+    stack.callback(redis.kill)
+    url = fresh_postgres_database(database_prefix)
+    stack.callback(drop_postgres_database, url)
+    upgrade(url)
+    env = stack_env(folder / "var", url, redis.url, teams, smtp)
+    inbox = folder / "var" / "inbox" / "maple-clinic" / "claimright"
+    inbox.mkdir(parents=True)
+    return teams, redis, url, env, inbox
+
+
 def run(files: int, settle: float) -> tuple[list[float], float]:
     folder = Path(tempfile.mkdtemp(prefix="vw-latency-"))
     month = recent_months(1)[0]
     with ExitStack() as stack:
-        teams = stack.enter_context(CapturingHTTPSServer())
-        smtp = stack.enter_context(CapturingSMTPServer())
-        redis = PrivateRedis(folder / "redis").start()
-        stack.callback(redis.kill)
-        url = fresh_postgres_database("vw_latency")
-        stack.callback(drop_postgres_database, url)
-        upgrade(url)
-        env = stack_env(folder / "var", url, redis.url, teams, smtp)
-        inbox = folder / "var" / "inbox" / "maple-clinic" / "claimright"
-        inbox.mkdir(parents=True)
+        teams, _, _, env, inbox = services(stack, folder, "vw_latency")
         for process in (Process("worker", ["worker", "--concurrency", "1"], env, folder / "worker.log"),
                         Process("watch", ["watch", "--settle", str(settle)], env, folder / "watch.log")):
             stack.callback(process.stop)
@@ -155,16 +163,7 @@ def burst(layout: str, files: int, settle: float) -> Burst:
     folder = Path(tempfile.mkdtemp(prefix="vw-burst-"))
     month = recent_months(1)[0]
     with ExitStack() as stack:
-        teams = stack.enter_context(CapturingHTTPSServer())
-        smtp = stack.enter_context(CapturingSMTPServer())
-        redis = PrivateRedis(folder / "redis").start()
-        stack.callback(redis.kill)
-        url = fresh_postgres_database("vw_burst")
-        stack.callback(drop_postgres_database, url)
-        upgrade(url)
-        env = stack_env(folder / "var", url, redis.url, teams, smtp)
-        inbox = folder / "var" / "inbox" / "maple-clinic" / "claimright"
-        inbox.mkdir(parents=True)
+        teams, redis, url, env, inbox = services(stack, folder, "vw_burst")
         workers = [Process(f"w{n}", ["worker", "--concurrency", str(concurrency), "-n", f"w{n}@%h"], env,
                            folder / f"worker-{n}.log") for n in range(1, processes + 1)]
         watch = Process("watch", ["watch", "--settle", str(settle)], env, folder / "watch.log")
